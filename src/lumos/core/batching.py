@@ -1,0 +1,82 @@
+"""Batching engine: one ``batch_size`` knob (most samples per model call) for every method.
+
+``batch_size=None`` chooses the chunk from the memory budget (:mod:`lumos.core.config`): the bytes one row
+needs are measured once per model and input shape by a probe forward of a single row, counting the tensors
+autograd saves for the backward pass, and cached. Results never depend on the chunk size.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Hashable, Iterator
+
+import torch
+
+from ..errors import ValidationError
+from .config import memory_budget
+from .progress import progress_bar
+
+#: peak memory of forward + backward relative to the tensors saved for backward
+_BACKWARD_FACTOR = 2.0
+_probe_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def check_batch_size(batch_size: int | None, *, owner: str) -> int | None:
+    """Validate the ``batch_size`` argument (``None`` or an int >= 1)."""
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValidationError(f"{owner}: batch_size must be None or an int >= 1, got {batch_size!r}")
+    return batch_size
+
+
+def measure_row_bytes(run_one_row: Callable[[], object], *, parameters: list[torch.Tensor]) -> int:
+    """Bytes of activations autograd saves when ``run_one_row`` runs one row forward (parameters excluded)."""
+    param_storages = {p.untyped_storage().data_ptr() for p in parameters}
+    seen: set[int] = set()
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        storage = tensor.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in param_storages and ptr not in seen:
+            seen.add(ptr)
+            total += storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        run_one_row()
+    return total
+
+
+def row_bytes(owner_object: object, key: Hashable, run_one_row: Callable[[], object],
+              *, parameters: list[torch.Tensor]) -> int:
+    """Cached :func:`measure_row_bytes` per (model, key); the model is held weakly."""
+    try:
+        cache = _probe_cache.setdefault(owner_object, {})
+    except TypeError:  # not weak-referenceable: measure every time
+        return measure_row_bytes(run_one_row, parameters=parameters)
+    if key not in cache:
+        cache[key] = measure_row_bytes(run_one_row, parameters=parameters)
+    return cache[key]
+
+
+def chunk_size(n_rows: int, *, batch_size: int | None, bytes_per_row: int | None) -> int:
+    """Rows per model call: ``batch_size`` when given, else as many as fit in the memory budget."""
+    if batch_size is not None:
+        return max(1, min(batch_size, n_rows))
+    if not bytes_per_row:
+        return max(1, n_rows)
+    fits = int(memory_budget() // (bytes_per_row * _BACKWARD_FACTOR))
+    return max(1, min(n_rows, fits))
+
+
+def iter_chunks(n_rows: int, size: int, *, desc: str, progress: bool | None) -> Iterator[slice]:
+    """Yield consecutive row slices of at most ``size`` rows, with a progress bar."""
+    n_chunks = math.ceil(n_rows / size)
+    with progress_bar(n_chunks, desc=desc, progress=progress) as bar:
+        for start in range(0, n_rows, size):
+            yield slice(start, min(start + size, n_rows))
+            bar.update(1)

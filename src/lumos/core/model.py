@@ -1,0 +1,195 @@
+"""Model adapter: one interface over an ``nn.Module`` or a function on tensors.
+
+- picks the score tensor out of tuple/dict/Hugging Face ``ModelOutput`` results (``output=`` selector);
+- runs the model in eval mode and restores, on exit and even when the call raised, the caller's train/eval
+  mode, ``requires_grad`` flags and ``.grad`` of every parameter;
+- computes on whatever device the model lives on;
+- turns errors from inside the model into a :class:`~lumos.errors.ModelCallError` that names the method and
+  the input shapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import LumosError, ModelCallError, UnsupportedModelError, ValidationError, describe_value
+
+OutputSelector = int | str | Callable[[Any], torch.Tensor] | None
+
+
+class ModelAdapter:
+    """Wraps ``model`` for lumos methods.
+
+    Args:
+        model: an ``nn.Module`` or a callable taking tensors.
+        output: which part of the model's result holds the scores: ``None`` (a tensor; the first element of a
+            tuple; the ``logits`` entry of a dict/ModelOutput), an int (tuple position), a str (dict key or
+            attribute), or a callable ``result -> tensor``.
+        owner: name used in error messages.
+    """
+
+    def __init__(self, model: Any, *, output: OutputSelector = None, owner: str = "lumos") -> None:
+        if not callable(model):
+            raise UnsupportedModelError(
+                f"{owner}: model must be a torch.nn.Module or a callable, got {describe_value(model)}"
+            )
+        if output is not None and not isinstance(output, (int, str)) and not callable(output):
+            raise ValidationError(
+                f"{owner}: output must be None, an int, a str or a callable, got {describe_value(output)}"
+            )
+        self.model = model
+        self.output = output
+        self.owner = owner
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def module(self) -> nn.Module | None:
+        return self.model if isinstance(self.model, nn.Module) else None
+
+    @property
+    def device(self) -> torch.device | None:
+        """The device of the model's first parameter or buffer (``None`` for a plain function)."""
+        module = self.module
+        if module is None:
+            return None
+        for tensor in module.parameters():
+            return tensor.device
+        for tensor in module.buffers():
+            return tensor.device
+        return None
+
+    @property
+    def float_dtype(self) -> torch.dtype:
+        """The floating dtype of the model's parameters (float32 for a plain function)."""
+        module = self.module
+        if module is not None:
+            for tensor in module.parameters():
+                if tensor.is_floating_point():
+                    return tensor.dtype
+        return torch.float32
+
+    # ------------------------------------------------------------------ state
+    @contextlib.contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        """Eval mode inside the block; mode, ``requires_grad`` and ``.grad`` restored after, even on error."""
+        module = self.module
+        if module is None:
+            yield
+            return
+        modes = [(m, m.training) for m in module.modules()]
+        params = [(p, p.requires_grad, p.grad) for p in module.parameters()]
+        try:
+            module.eval()
+            yield
+        finally:
+            for m, training in modes:
+                m.training = training
+            for p, requires_grad, grad in params:
+                if p.requires_grad != requires_grad:
+                    p.requires_grad_(requires_grad)
+                if p.grad is not grad:
+                    p.grad = grad
+
+    # ------------------------------------------------------------------ layers
+    def find_layer(self, layer: nn.Module | str) -> tuple[str, nn.Module]:
+        """Resolve ``layer`` (a module or a dotted name such as ``"features.3"``) to ``(name, module)``."""
+        module = self.module
+        if module is None:
+            raise UnsupportedModelError(
+                f"{self.owner}: layer= needs a torch.nn.Module model, got a {type(self.model).__name__}"
+            )
+        if isinstance(layer, str):
+            try:
+                return layer, module.get_submodule(layer)
+            except AttributeError:
+                names = [name for name, _ in module.named_modules() if name]
+                shown = ", ".join(names[:30]) + (" ..." if len(names) > 30 else "")
+                raise ValidationError(
+                    f"{self.owner}: layer {layer!r} is not a submodule of the model; available: {shown}"
+                ) from None
+        if isinstance(layer, nn.Module):
+            for name, candidate in module.named_modules():
+                if candidate is layer:
+                    return name or "<model>", candidate
+            raise ValidationError(
+                f"{self.owner}: layer {type(layer).__name__} is not a submodule of the model being explained"
+            )
+        raise ValidationError(
+            f"{self.owner}: layer must be an nn.Module or a dotted module name, got {describe_value(layer)}"
+        )
+
+    # ------------------------------------------------------------------ calling
+    def select_output(self, result: Any) -> torch.Tensor:
+        """Pick the score tensor out of the model's raw result (see ``output=``)."""
+        selector = self.output
+        value = result
+        if callable(selector) and not isinstance(selector, (int, str)):
+            value = selector(result)
+        elif isinstance(selector, int):
+            try:
+                value = result[selector]
+            except (IndexError, KeyError, TypeError) as exc:
+                raise ValidationError(
+                    f"{self.owner}: output={selector} cannot index the model's result {describe_value(result)}"
+                ) from exc
+        elif isinstance(selector, str):
+            if isinstance(result, Mapping) and selector in result:
+                value = result[selector]
+            elif hasattr(result, selector):
+                value = getattr(result, selector)
+            else:
+                keys = list(result.keys()) if isinstance(result, Mapping) else []
+                raise ValidationError(
+                    f"{self.owner}: output={selector!r} is not in the model's result (keys: {keys})"
+                )
+        elif isinstance(result, Mapping):
+            if "logits" in result:
+                value = result["logits"]
+            else:
+                tensors = [k for k, v in result.items() if isinstance(v, torch.Tensor)]
+                if len(tensors) != 1:
+                    raise ValidationError(
+                        f"{self.owner}: the model returns a dict with keys {list(result.keys())}; "
+                        f"say which holds the scores with output='key'"
+                    )
+                value = result[tensors[0]]
+        elif isinstance(result, (tuple, list)):
+            value = result[0] if result else result
+        if isinstance(value, np.ndarray):
+            return torch.from_numpy(value)
+        if not isinstance(value, torch.Tensor):
+            raise ValidationError(
+                f"{self.owner}: the model's output must be a tensor (or contain one, see output=), "
+                f"got {describe_value(value)}"
+            )
+        return value
+
+    def __call__(self, inputs: tuple[torch.Tensor, ...], kwargs: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """Call the model on ``inputs`` and return the selected output tensor."""
+        try:
+            result = self.model(*inputs, **(kwargs or {}))
+        except LumosError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised with context below
+            shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+            raise ModelCallError(
+                f"{self.owner}: calling the model on inputs of shape {shapes} failed: "
+                f"{type(exc).__name__}: {exc}. Check that the inputs have the shape and dtype the model expects."
+            ) from exc
+        output = self.select_output(result)
+        if output.ndim == 0:
+            raise ValidationError(
+                f"{self.owner}: the model returned a 0-d tensor; it must return one row per sample"
+            )
+        if inputs and output.shape[0] != inputs[0].shape[0]:
+            raise ValidationError(
+                f"{self.owner}: the model returned {output.shape[0]} rows for {inputs[0].shape[0]} samples; "
+                f"the first output dimension must be the batch"
+            )
+        return output

@@ -8,12 +8,11 @@ The public API::
     e.save("ig.npz"); lumos.load("ig.npz")
 """
 
-__version__ = "0.1.0"
-
-from . import config, methods, targets  # noqa: E402
-from .api import explain  # noqa: E402
-from .core.registry import method_info, method_names  # noqa: E402
-from .errors import (  # noqa: E402
+from . import config, methods, targets
+from ._version import __version__
+from .api import explain
+from .core.registry import method_info, method_names
+from .errors import (
     LumosError,
     LumosWarning,
     ModelCallError,
@@ -21,8 +20,8 @@ from .errors import (  # noqa: E402
     UnsupportedModelError,
     ValidationError,
 )
-from .explanation import Explanation, load  # noqa: E402
-from .methods import (  # noqa: E402
+from .explanation import Explanation, load
+from .methods import (
     Deconvolution,
     Explainer,
     GradientSHAP,

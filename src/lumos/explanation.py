@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._version import __version__
 from .errors import ValidationError
 
 FORMAT_VERSION = 1
@@ -34,8 +35,6 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 def library_versions() -> dict[str, str]:
     """Versions of lumos and the libraries that produced a result (for reproducibility)."""
-    from . import __version__
-
     return {
         "lumos": __version__,
         "torch": torch.__version__,

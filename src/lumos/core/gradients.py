@@ -142,14 +142,20 @@ class GradientEngine:
         return chunk_size(n_rows, batch_size=None, bytes_per_row=per_row)
 
     def _probe(self) -> None:
+        """One row forward, with gradients on: what a gradient pass saves per row.
+
+        Gradients are enabled explicitly: the first chunk size is often asked for under ``no_grad`` (by
+        :meth:`evaluate`), and the measurement is cached for the gradient passes that follow.
+        """
         index = torch.zeros(1, dtype=torch.long, device=self.batch.tensors[0].device)
         counted = self.n_evaluations
-        if self.layer is not None:
-            output, captured, leaf = self._forward(tuple(t[:1] for t in self.batch.tensors), index,
-                                                   capture_layer=True)
-        else:
-            leaves = tuple(t[:1].detach().requires_grad_(t.is_floating_point()) for t in self.batch.tensors)
-            output, captured, _ = self._forward(leaves, index)
+        with torch.enable_grad():
+            if self.layer is not None:
+                output, captured, leaf = self._forward(tuple(t[:1] for t in self.batch.tensors), index,
+                                                       capture_layer=True)
+            else:
+                leaves = tuple(t[:1].detach().requires_grad_(t.is_floating_point()) for t in self.batch.tensors)
+                output, captured, _ = self._forward(leaves, index)
         self.n_evaluations = counted  # the probe is bookkeeping, not an evaluation of the method
         del output, captured
 
@@ -224,6 +230,7 @@ class GradientEngine:
         grads: list[list[torch.Tensor]] = []
         scores: list[torch.Tensor] = []
         row_indices: list[Any] = []
+        row_target: type[Class] = Class
         device = self.batch.tensors[0].device
         for rows in iter_chunks(n, self._chunk(n), desc=desc, progress=self.progress):
             index = torch.arange(rows.start, rows.stop, device=device)
@@ -239,6 +246,7 @@ class GradientEngine:
                     chunk_target = self.target.resolve(output.detach(), owner=self.owner)
                     score = chunk_target.score(output, index - rows.start, captured)
                     row_indices.append(chunk_target.indices())
+                    row_target = type(chunk_target) if isinstance(chunk_target, Class) else Class
                 else:
                     if rows.start == 0:
                         self.target = self.target.resolve(output.detach(), owner=self.owner, n_samples=n)
@@ -248,7 +256,7 @@ class GradientEngine:
             grads.append(list(chunk_grads))
             scores.append(score.detach())
         if row_indices and all(ix is not None for ix in row_indices):
-            self.target = Class(np.concatenate(row_indices))
+            self.target = row_target(np.concatenate(row_indices))
         cat = lambda parts: tuple(torch.cat(p) for p in zip(*parts, strict=True))  # noqa: E731
         return cat(values), cat(grads), torch.cat(scores)
 

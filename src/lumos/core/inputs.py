@@ -68,7 +68,8 @@ def as_tensor(value: Any, *, name: str, owner: str, device: torch.device | None,
     elif isinstance(value, np.ndarray):
         if value.dtype == object:
             raise ValidationError(f"{owner}: {name} must be a numeric array, got an array of dtype object")
-        tensor = torch.from_numpy(np.ascontiguousarray(value))
+        # (np.ascontiguousarray turns a 0-d array into shape (1,): keep the caller's shape)
+        tensor = torch.from_numpy(np.ascontiguousarray(value).reshape(value.shape))
         if tensor.is_floating_point() and float_dtype is not None:
             tensor = tensor.to(float_dtype)
     else:

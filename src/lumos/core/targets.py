@@ -149,8 +149,18 @@ class Output(Class):
     kind = "output"
 
 
+class PredictedClass(Class):
+    """The predicted class of each sample, fixed by :meth:`Predicted.resolve` (described as such)."""
+
+    def describe(self) -> str:
+        return "predicted class"
+
+
 class Predicted(Target):
-    """The predicted class (argmax) of each sample; the output itself for a one-output model."""
+    """The predicted class (argmax) of each sample; the output itself for a one-output model.
+
+    Resolving fixes the argmax as a :class:`PredictedClass`.
+    """
 
     per_row = True
 
@@ -163,7 +173,7 @@ class Predicted(Target):
                 f"pass target=lumos.targets.Region(class_index, mask) for a segmentation output, "
                 f"lumos.targets.Output(i) for a multi-output regressor, or a callable output -> (batch,) score"
             )
-        return Class(output.detach().argmax(dim=1).cpu()).resolve(output, owner=owner)
+        return PredictedClass(output.detach().argmax(dim=1).cpu()).resolve(output, owner=owner)
 
     def score(self, output: torch.Tensor, sample_index: torch.Tensor,
               captured: Mapping[Any, torch.Tensor]) -> torch.Tensor:
@@ -231,10 +241,29 @@ class Neuron(Target):
     def score(self, output: torch.Tensor, sample_index: torch.Tensor,
               captured: Mapping[Any, torch.Tensor]) -> torch.Tensor:
         activation = captured[self.layer]
+        self._check(activation)
         if isinstance(self.index, tuple):
             return activation[(slice(None), *self.index)]
         channel = activation[:, self.index]
         return channel.reshape(channel.shape[0], -1).sum(1)
+
+    def _check(self, activation: Any) -> None:
+        """Raise a TargetError unless ``index`` addresses a channel or unit of ``activation``."""
+        name = self.layer if isinstance(self.layer, str) else type(self.layer).__name__
+        if not isinstance(activation, torch.Tensor) or activation.ndim < 2:
+            raise TargetError(
+                f"Neuron: layer {name!r} must return a (batch, ...) tensor, got {describe_value(activation)}"
+            )
+        index = self.index if isinstance(self.index, tuple) else (self.index,)
+        sizes = tuple(activation.shape[1:])
+        in_range = all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < size
+                       for i, size in zip(index, sizes, strict=False))
+        if not in_range or (isinstance(self.index, tuple) and len(index) != len(sizes)):
+            raise TargetError(
+                f"Neuron: index {self.index!r} is out of range for layer {name!r}, whose output has shape "
+                f"(batch, {', '.join(map(str, sizes))}); give a channel 0..{sizes[0] - 1} or a tuple of "
+                f"{len(sizes)} unit indices"
+            )
 
     def describe(self) -> str:
         name = self.layer if isinstance(self.layer, str) else type(self.layer).__name__

@@ -30,7 +30,8 @@ class GradientSHAP(Explainer):
 
     Args:
         n_samples: random (background, alpha, noise) draws per sample.
-        noise_std: standard deviation of the Gaussian noise added to the input (0 = none).
+        noise_std: standard deviation of the Gaussian noise added to the input (0 = none; must be 0 with
+            layer=).
 
     Example::
 
@@ -51,6 +52,8 @@ class GradientSHAP(Explainer):
             raise ValidationError(f"GradientSHAP: n_samples must be an int >= 1, got {n_samples!r}")
         if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not noise_std >= 0:
             raise ValidationError(f"GradientSHAP: noise_std must be a number >= 0, got {noise_std!r}")
+        if noise_std > 0 and self.layer is not None:
+            raise ValidationError("GradientSHAP: noise_std > 0 is not defined with layer=; use noise_std=0")
         self.n_samples = int(n_samples)
         self.noise_std = float(noise_std)
 
@@ -77,28 +80,31 @@ class GradientSHAP(Explainer):
             bg_sample = torch.zeros(n_bg, dtype=torch.long, device=device)
         base_values = self._base_values(engine, bg_rows, bg_sample, n, n_bg, paired)
 
-        generator = torch_generator(context.seed)
-        choice = torch.randint(n_bg, (n * m,), generator=generator).to(device)
-        alphas = torch.rand(n * m, generator=generator, dtype=batch.tensors[0].dtype).to(device)
-        sample_index = torch.arange(n, device=device).repeat_interleave(m)
-        start_index = sample_index * n_bg + choice if paired else choice
+        # endpoints in attribution space: the inputs, or the layer's output (whose dtype the path takes
+        # even when the inputs are token ids)
         if engine.layer is None:
-            starts = bg_rows
-            ends = batch.tensors
-            if self.noise_std > 0:
-                noise = [torch.randn((n * m, *x.shape[1:]), generator=generator, dtype=x.dtype).to(device)
-                         for x in batch.tensors]
-            else:
-                noise = None
+            starts, ends = bg_rows, batch.tensors
         else:
             starts = (engine.layer_values(bg_rows, bg_sample),)
             ends = (engine.layer_values(batch.tensors),)
-            noise = None
-            if self.noise_std > 0:
-                raise ValidationError(f"{owner}: noise_std > 0 is not defined with layer=; use noise_std=0")
 
+        generator = torch_generator(context.seed)
+        choice = torch.randint(n_bg, (n * m,), generator=generator).to(device)
+        alphas = torch.rand(n * m, generator=generator, dtype=ends[0].dtype).to(device)
+        sample_index = torch.arange(n, device=device).repeat_interleave(m)
+        start_index = sample_index * n_bg + choice if paired else choice
+        noise = None
+        if self.noise_std > 0:  # (input space only: rejected with layer= in __init__)
+            noise = [torch.randn((n * m, *x.shape[1:]), generator=generator, dtype=x.dtype).to(device)
+                     for x in batch.tensors]
+
+        # per sample: the sum of the draws (for the attribution) and their running mean and sum of squared
+        # deviations (for the standard error), merged chunk by chunk with the update of Chan, Golub & LeVeque
+        # (1979): E[v^2] - E[v]^2 would cancel catastrophically when the draws barely vary
         sums = [torch.zeros_like(e) for e in ends]
-        squares = [torch.zeros_like(e) for e in ends]
+        means = [torch.zeros_like(e) for e in ends]
+        deviations = [torch.zeros_like(e) for e in ends]
+        counts = torch.zeros(n, dtype=ends[0].dtype, device=device)
 
         def shaped(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
             return v.reshape(-1, *([1] * (like.ndim - 1)))
@@ -119,16 +125,28 @@ class GradientSHAP(Explainer):
 
         def consume(rows: slice, grads: tuple[torch.Tensor, ...], points: tuple[torch.Tensor, ...]) -> None:
             index = sample_index[rows]
-            for total, square, grad, (a, b) in zip(sums, squares, grads, endpoints(rows), strict=True):
+            lo, hi = int(index[0]), int(index[-1]) + 1  # rows are sorted by sample
+            local = index - lo
+            seen = counts[lo:hi]
+            new = torch.zeros(hi - lo, dtype=counts.dtype, device=device).index_add_(
+                0, local, torch.ones_like(local, dtype=counts.dtype))
+            both = seen + new
+            for i, (grad, (a, b)) in enumerate(zip(grads, endpoints(rows), strict=True)):
                 value = grad * (b - a)
-                total.index_add_(0, index, value)
-                square.index_add_(0, index, value * value)
+                sums[i].index_add_(0, index, value)
+                chunk_mean = torch.zeros_like(means[i][lo:hi]).index_add_(0, local, value)
+                chunk_mean /= shaped(new.clamp_min(1), value)
+                spread = value - chunk_mean.index_select(0, local)
+                chunk_m2 = torch.zeros_like(chunk_mean).index_add_(0, local, spread * spread)
+                delta = chunk_mean - means[i][lo:hi]
+                means[i][lo:hi] += delta * shaped(new / both, value)
+                deviations[i][lo:hi] += chunk_m2 + delta * delta * shaped(seen * new / both, value)
+            counts[lo:hi] = both
 
         engine.along(n * m, sample_index, make_points, consume, desc="gradient shap")
 
         attributions = tuple(t / m for t in sums)
-        errors = tuple(((s / m - a * a).clamp_min(0) / max(m - 1, 1)).sqrt()
-                       for s, a in zip(squares, attributions, strict=True))
+        errors = tuple((d / (m * max(m - 1, 1))).sqrt() for d in deviations)  # sqrt(unbiased variance / m)
         total_attr = sum(a.reshape(n, -1).sum(1) for a in attributions)
         extras: dict[str, Any] = {
             "base_value": base_values,

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ...core.registry import get_method, register
+from ...core.registry import get_method, method_names, register
 from ...core.seeding import torch_generator
 from ...core.targets import Expanded
 from ...errors import ValidationError
@@ -75,6 +75,10 @@ class NoiseTunnel(Explainer):
         method = base_method if base_method is not None else self.default_method
         if method is None:
             raise ValidationError(f"{owner}: base_method is required (a registered name such as 'saliency')")
+        if isinstance(method, str) and method not in method_names():
+            raise ValidationError(
+                f"{owner}: base_method must be one of: {', '.join(method_names())}; got {method!r}"
+            )
         cls = get_method(method) if isinstance(method, str) else method
         if not (isinstance(cls, type) and issubclass(cls, Explainer)) or issubclass(cls, NoiseTunnel):
             raise ValidationError(

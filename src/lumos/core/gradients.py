@@ -115,6 +115,11 @@ class GradientEngine:
         return self.target.score(output, sample_index, captured)
 
     def _grad(self, score: torch.Tensor, leaves: Points) -> Points:
+        if torch.is_inference_mode_enabled():  # (no_grad is fine: gradient passes enable grad themselves)
+            raise UnsupportedModelError(
+                f"{self.owner}: gradients cannot be computed inside torch.inference_mode(); call explain() "
+                f"outside that block"
+            )
         if not score.requires_grad:
             raise UnsupportedModelError(
                 f"{self.owner}: the model's output does not depend differentiably on the "

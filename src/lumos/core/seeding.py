@@ -23,6 +23,14 @@ def resolve_seed(seed: int | None, *, owner: str) -> int:
     return int(seed)
 
 
+def derive_seed(seed: int, stream: int) -> int:
+    """A seed for sub-stream ``stream`` of ``seed``, for nested random work (e.g. a stochastic method inside
+    a noise tunnel): generators seeded alike draw from the same stream, so their numbers would be
+    correlated. Mixed with numpy's ``SeedSequence``; deterministic, in [0, 2**63)."""
+    state = np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
 def torch_generator(seed: int) -> torch.Generator:
     """A CPU torch generator seeded with ``seed``.
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ...core.registry import get_method, method_names, register
-from ...core.seeding import torch_generator
+from ...core.seeding import derive_seed, torch_generator
 from ...core.targets import Expanded
 from ...errors import ValidationError
 from ..base import Attribution, ExplainContext, Explainer
@@ -31,6 +31,25 @@ def _repeat_per_sample(value: Any, n: int, factor: int) -> Any:
     return value
 
 
+def _repeat_baseline(value: Any, inputs: tuple[torch.Tensor, ...], factor: int) -> Any:
+    """Repeat per-sample baselines ``factor`` times; leave baselines shared by all samples alone.
+
+    A baseline is per-sample when it has exactly its input's batch shape (batch, *shape); a number, one
+    sample's shape or a background set of another size is shared (a background set with exactly ``batch``
+    rows is repeated too, which keeps its distribution). Tuples hold one baseline per input; lists several.
+    """
+    if isinstance(value, list):
+        return [_repeat_baseline(v, inputs, factor) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_repeat_baseline(v, (x,), factor) for v, x in zip(value, inputs, strict=False))
+    if isinstance(value, (torch.Tensor, np.ndarray)) and len(inputs) == 1:
+        if tuple(value.shape) == tuple(inputs[0].shape):
+            if isinstance(value, torch.Tensor):
+                return value.repeat_interleave(factor, dim=0)
+            return np.repeat(value, factor, axis=0)
+    return value
+
+
 @register
 class NoiseTunnel(Explainer):
     """Average any method's attributions over noisy copies of the input.
@@ -43,7 +62,9 @@ class NoiseTunnel(Explainer):
     - ``vargrad``: ``var_j A(x + e_j)`` (Adebayo et al. 2018, arXiv:1810.03307).
 
     The target is resolved on the clean input (the predicted class of ``x``, not of each noisy copy), and
-    all ``batch * n_samples`` copies go through the wrapped method's batching in one call.
+    all ``batch * n_samples`` copies go through the wrapped method's batching in one call. Per-sample
+    baselines (shape (batch, *shape)) follow their sample's copies; a stochastic base method draws from a seed
+    derived from ``seed``, independent of the noise.
 
     Args:
         base_method: the method to smooth: a registered name or an Explainer class.
@@ -132,8 +153,8 @@ class NoiseTunnel(Explainer):
             batch=inner_batch,
             target=Expanded(engine.target, m),
             forward_kwargs=_repeat_per_sample(context.forward_kwargs, n, m),
-            baseline=_repeat_per_sample(context.baseline, n, m),
-            seed=context.seed,
+            baseline=_repeat_baseline(context.baseline, batch.tensors, m),
+            seed=derive_seed(context.seed, 1),  # a stochastic base method: draws independent of the noise
             data_args={},
         )
         inner = self.inner._attribute(inner_context)

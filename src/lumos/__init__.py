@@ -17,6 +17,7 @@ from .errors import (
     LumosWarning,
     ModelCallError,
     TargetError,
+    UnknownParameterError,
     UnsupportedModelError,
     ValidationError,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Saliency",
     "SmoothGrad",
     "TargetError",
+    "UnknownParameterError",
     "UnsupportedModelError",
     "ValidationError",
     "VarGrad",

@@ -15,6 +15,10 @@ class ValidationError(LumosError, ValueError):
     """An argument has the wrong type, shape or value (NaN, out of range, ...)."""
 
 
+class UnknownParameterError(ValidationError, TypeError):
+    """A method was given a hyper-parameter it does not have (e.g. a misspelt name)."""
+
+
 class TargetError(ValidationError):
     """The ``target`` argument cannot be resolved against the model's output."""
 

@@ -133,7 +133,7 @@ def test_adapter_properties() -> None:
     assert adapter.module is model and adapter.device == torch.device("cpu")
     assert adapter.float_dtype == torch.float64
     function = ModelAdapter(lambda v: v)
-    assert function.module is None and function.device is None and function.float_dtype == torch.float32
+    assert function.module is None and function.device is None and function.float_dtype is None  # inputs keep theirs
     buffers_only = ModelAdapter(nn.BatchNorm1d(3, affine=False))
     assert buffers_only.device == torch.device("cpu")
 
@@ -175,3 +175,15 @@ def test_adapter_rejects_bad_arguments() -> None:
         ModelAdapter(3)
     with pytest.raises(lumos.ValidationError, match="output must be"):
         ModelAdapter(lambda v: v, output=[0])
+
+
+def test_float64_inputs_explain_a_float32_model_and_come_back_as_float64():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 3)
+    x = torch.randn(4, 5, dtype=torch.float64)
+    e64 = lumos.explain(model, x, method="integrated_gradients", target=1, n_steps=8)
+    e32 = lumos.explain(model, x.float(), method="integrated_gradients", target=1, n_steps=8)
+    assert e64.attributions.dtype == torch.float64
+    torch.testing.assert_close(e64.attributions.float(), e32.attributions)
+    # closed form of a linear model: IG = w_c * (x - 0)
+    torch.testing.assert_close(e64.attributions, (model.weight[1].detach().double() * x), rtol=1e-5, atol=1e-6)

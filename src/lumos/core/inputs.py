@@ -27,12 +27,15 @@ class InputBatch:
         is_tuple: the caller passed a tuple (results come back as a tuple).
         is_numpy: the caller passed numpy arrays (results come back as numpy arrays).
         devices: the caller's device of each input.
+        dtypes: the caller's dtype of each input (floating inputs compute in the model's dtype and come
+            back in their own).
     """
 
     tensors: tuple[torch.Tensor, ...]
     is_tuple: bool
     is_numpy: bool
     devices: tuple[torch.device, ...]
+    dtypes: tuple[torch.dtype, ...] | None = None
 
     @property
     def n(self) -> int:
@@ -54,17 +57,22 @@ class InputBatch:
     def to_user(self, tensors: Sequence[torch.Tensor]) -> Any:
         """Return ``tensors`` (one per input) in the caller's form: type, device, tuple or single."""
         out = []
-        for tensor, device in zip(tensors, self.devices, strict=False):
+        dtypes = self.dtypes or (None,) * len(self.devices)
+        for tensor, device, dtype in zip(tensors, self.devices, dtypes, strict=False):
             tensor = tensor.detach()
+            if dtype is not None and dtype.is_floating_point and tensor.is_floating_point():
+                tensor = tensor.to(dtype)
             out.append(tensor.cpu().numpy() if self.is_numpy else tensor.to(device))
         return tuple(out) if self.is_tuple else out[0]
 
 
 def as_tensor(value: Any, *, name: str, owner: str, device: torch.device | None,
               float_dtype: torch.dtype | None) -> torch.Tensor:
-    """Convert one array to a tensor on ``device``; float numpy arrays take the model's float dtype."""
+    """Convert one array to a tensor on ``device``; floating values take the model's float dtype."""
     if isinstance(value, torch.Tensor):
         tensor = value.detach()
+        if tensor.is_floating_point() and float_dtype is not None and tensor.dtype != float_dtype:
+            tensor = tensor.to(float_dtype)
     elif isinstance(value, np.ndarray):
         if value.dtype == object:
             raise ValidationError(f"{owner}: {name} must be a numeric array, got an array of dtype object")
@@ -104,9 +112,14 @@ def prepare_inputs(inputs: Any, *, owner: str, device: torch.device | None,
     is_numpy = all(isinstance(item, np.ndarray) for item in items)
     tensors = []
     devices = []
+    dtypes = []
     for i, item in enumerate(items):
         name = f"inputs[{i}]" if is_tuple else "inputs"
         devices.append(item.device if isinstance(item, torch.Tensor) else torch.device("cpu"))
+        if isinstance(item, torch.Tensor):
+            dtypes.append(item.dtype)
+        elif isinstance(item, np.ndarray) and item.dtype != object:
+            dtypes.append(torch.from_numpy(np.zeros(0, dtype=item.dtype)).dtype)
         tensor = as_tensor(item, name=name, owner=owner, device=device, float_dtype=float_dtype)
         if tensor.ndim == 0:
             raise ValidationError(
@@ -120,7 +133,7 @@ def prepare_inputs(inputs: Any, *, owner: str, device: torch.device | None,
     if len(sizes) > 1:
         shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
         raise ValidationError(f"{owner}: all inputs must share the batch size (first dimension), got shapes {shapes}")
-    return InputBatch(tuple(tensors), is_tuple, is_numpy, tuple(devices))
+    return InputBatch(tuple(tensors), is_tuple, is_numpy, tuple(devices), tuple(dtypes))
 
 
 def prepare_forward_kwargs(forward_kwargs: Mapping[str, Any] | None, *, n: int, owner: str,

@@ -65,14 +65,17 @@ class ModelAdapter:
         return None
 
     @property
-    def float_dtype(self) -> torch.dtype:
-        """The floating dtype of the model's parameters (float32 for a plain function)."""
+    def float_dtype(self) -> torch.dtype | None:
+        """The floating dtype of the model's parameters (``None`` for a function: inputs keep theirs).
+
+        Floating inputs are cast to it, so a float64 array explains a float32 model.
+        """
         module = self.module
         if module is not None:
             for tensor in module.parameters():
                 if tensor.is_floating_point():
                     return tensor.dtype
-        return torch.float32
+        return None
 
     # ------------------------------------------------------------------ state
     @contextlib.contextmanager

@@ -8,6 +8,7 @@ result and wrap it into an :class:`~lumos.explanation.Explanation`.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from ..core.inputs import InputBatch, prepare_forward_kwargs, prepare_inputs
 from ..core.model import ModelAdapter, OutputSelector
 from ..core.seeding import resolve_seed
 from ..core.targets import Target, as_target
-from ..errors import LumosWarning, ValidationError
+from ..errors import LumosWarning, UnknownParameterError, ValidationError
 from ..explanation import Explanation
 
 
@@ -77,8 +78,14 @@ class Explainer:
     reference: ClassVar[str] = ""
 
     def __init__(self, model: Any, *, layer: nn.Module | str | None = None, output: OutputSelector = None,
-                 batch_size: int | None = None, seed: int | None = None, progress: bool | None = None) -> None:
+                 batch_size: int | None = None, seed: int | None = None, progress: bool | None = None,
+                 **unknown: Any) -> None:
         owner = type(self).__name__
+        if unknown:
+            raise UnknownParameterError(
+                f"{owner}: unknown parameter(s) {', '.join(sorted(unknown))}; "
+                f"valid parameters: {', '.join(type(self).parameter_names())}"
+            )
         self.model = model
         self.adapter = ModelAdapter(model, output=output, owner=owner)
         if layer is not None and not self.supports_layer:
@@ -94,6 +101,19 @@ class Explainer:
         self.progress = progress
 
     # ------------------------------------------------------------------ configuration
+    @classmethod
+    def parameter_names(cls) -> list[str]:
+        """Names of every keyword parameter of the method's ``__init__`` (its own and the base's)."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            for param in inspect.signature(init).parameters.values():
+                if param.kind is inspect.Parameter.KEYWORD_ONLY:
+                    names.add(param.name)
+        return sorted(names)
+
     def get_params(self) -> dict[str, Any]:
         """The method's hyper-parameters, JSON-serialisable (recorded in every Explanation)."""
         return {}

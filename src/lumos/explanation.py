@@ -11,6 +11,7 @@ Saved with :meth:`Explanation.save` as one ``.npz`` file of arrays plus JSON met
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 from collections.abc import Sequence
@@ -35,12 +36,17 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 def library_versions() -> dict[str, str]:
     """Versions of lumos and the libraries that produced a result (for reproducibility)."""
-    return {
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
+    return tuple({
         "lumos": __version__,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
-    }
+    }.items())
 
 
 @dataclass

@@ -90,9 +90,20 @@ def as_tensor(value: Any, *, name: str, owner: str, device: torch.device | None,
     return tensor
 
 
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` holds no NaN or infinity.
+
+    Fast path: a finite sum proves every value finite (NaN and inf propagate into the sum); only a
+    non-finite sum (a bad value, or an overflow of large finite values) pays for the elementwise check.
+    """
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        return True
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
+
+
 def check_finite(tensor: torch.Tensor, *, name: str, owner: str) -> None:
     """Raise a ValidationError naming ``name`` when ``tensor`` holds NaN or infinity."""
-    if tensor.is_floating_point() or tensor.is_complex():
+    if not all_finite(tensor):
         finite = torch.isfinite(tensor)
         if not bool(finite.all()):
             n_bad = int((~finite).sum())

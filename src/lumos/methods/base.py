@@ -20,7 +20,7 @@ from torch import nn
 
 from ..core.batching import check_batch_size
 from ..core.gradients import GradientEngine
-from ..core.inputs import InputBatch, prepare_forward_kwargs, prepare_inputs
+from ..core.inputs import InputBatch, all_finite, prepare_forward_kwargs, prepare_inputs
 from ..core.model import ModelAdapter, OutputSelector
 from ..core.seeding import resolve_seed
 from ..core.targets import Target, as_target
@@ -188,7 +188,7 @@ class Explainer:
         else:
             a = attributions[0].detach()
             user_attr = a.cpu().numpy() if batch.is_numpy else a.to(batch.devices[0])
-        if not all(bool(torch.isfinite(a).all()) for a in attributions if a.is_floating_point()):
+        if not all(all_finite(a) for a in attributions):
             warnings.warn(f"{self._owner()}: some attributions are NaN or infinite", LumosWarning, stacklevel=3)
         target = result.target if result.target is not None else context.target
         indices = target.indices()

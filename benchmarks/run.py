@@ -1,0 +1,593 @@
+"""lumos benchmark runner: time, model evaluations, floor and the captum ratio of every gradient method.
+
+For each workload (model + input batch) and method it prints
+
+- ``time``: median wall time of ``explain`` over ``--repeats`` rounds (more for quick calls), after one
+  warm-up call;
+- ``rows``: model rows evaluated (``explanation.extras["n_evaluations"]``);
+- ``floor``: the median time of ONE batched forward + backward (``torch.autograd.grad`` of the summed target
+  scores w.r.t. the input) of the method's nominal number of rows (batch x n_steps / n_samples) through the
+  same model, in a single call: the model's own cost for the method's work, without any method overhead
+  (chunked execution can beat it on a CPU, see README.md);
+- ``time/floor`` against the target (<= 1.15x at default settings);
+- captum's equivalent timed on the same inputs in the same process (when captum is importable), its
+  ratio to the floor and ``lumos/captum``.
+
+It also measures, in a fresh subprocess each, the peak resident memory of integrated gradients on the
+ResNet-18-like model at 224x224 under the default memory budget (``n_steps=200`` at batch 1, and
+``n_steps=50`` at batch 4).
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/run.py                       # everything (about 10 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick               # one round, no memory check
+    .venv/bin/python benchmarks/run.py --workload small_cnn --methods saliency,integrated_gradients
+    .venv/bin/python benchmarks/run.py --markdown benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # `python benchmarks/run.py` and `python -m benchmarks.run` both work
+    sys.path.insert(0, str(HERE))
+
+import lumos  # noqa: E402
+import models  # noqa: E402  (benchmarks/models.py, found through the path set above)
+
+try:  # captum is optional (the `bench` extra); without it the captum columns stay empty
+    import captum
+    import captum.attr as captum_attr
+except ImportError:  # pragma: no cover - depends on the environment
+    captum = None
+    captum_attr = None
+
+#: every gradient method must stay within this factor of its floor at default settings
+TARGET_RATIO = 1.15
+#: captum's time/floor measured on this machine kind (2-core CPU), quoted in the issue
+CAPTUM_REFERENCE = {
+    ("small_cnn", "integrated_gradients"): 1.8,
+    ("resnet18", "integrated_gradients"): 2.0,
+}
+
+N_STEPS = 50  # integrated gradients
+NT_SAMPLES = 25  # SmoothGrad / VarGrad
+NOISE_LEVEL = 0.15  # SmoothGrad / VarGrad, fraction of each sample's value range
+SHAP_SAMPLES = 50  # GradientSHAP
+#: the memory checks, as (n_steps, batch): the issue's IG n_steps=200 at batch 1, and the timing workload's
+#: IG call (n_steps=50, batch 4), which has the same 200 rows but more than one sample
+MEMORY_CONFIGS = "200x1,50x4"
+#: quick calls get extra rounds: as many as fit in ROUND_BUDGET_S (judged by the warm-up round), at most
+#: MAX_ROUNDS, never fewer than --repeats (a millisecond call jitters by 10-20% on a small VM)
+ROUND_BUDGET_S = 5.0
+MAX_ROUNDS = 25
+#: a floor is re-measured with every method that needs it, unless it takes longer than this (then reused)
+REUSE_FLOOR_S = 1.0
+
+
+# ---------------------------------------------------------------------------------------------- workloads
+@dataclass
+class Workload:
+    """A model and the batch it is explained on."""
+
+    name: str
+    make_model: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]
+    batch: int
+    n_classes: int
+    n_background: int
+    repeats: int
+    description: str
+
+    def data(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Inputs, one target class per sample, and a background set; seeded, same on every run."""
+        generator = torch.Generator().manual_seed(1234)
+        x = torch.randn((self.batch, *self.input_shape), generator=generator)
+        y = torch.randint(self.n_classes, (self.batch,), generator=generator)
+        background = torch.randn((self.n_background, *self.input_shape), generator=generator)
+        return x, y, background
+
+
+WORKLOADS: dict[str, Workload] = {
+    "small_cnn": Workload("small_cnn", models.small_cnn, (3, 32, 32), batch=16, n_classes=10,
+                          n_background=16, repeats=7, description="small CNN, 32x32x3, batch 16"),
+    "resnet18": Workload("resnet18", models.resnet18, (3, 224, 224), batch=4, n_classes=1000,
+                         n_background=8, repeats=2, description="ResNet-18-like, 224x224x3, batch 4"),
+}
+
+
+# ---------------------------------------------------------------------------------------------- methods
+Call = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], Any]
+
+
+@dataclass
+class MethodSpec:
+    """How to run one method with lumos and with captum, and how many rows its floor has per sample."""
+
+    name: str
+    rows_per_sample: int
+    lumos: Call
+    captum: Call | None
+    settings: str
+
+
+def _absolute_sigma(x: torch.Tensor) -> float:
+    """Captum's ``stdevs`` is one absolute sigma; ours is ``noise_level * (max - min)`` per sample.
+
+    Pass captum the mean of our per-sample sigmas (the inputs are i.i.d., so they are all close)."""
+    flat = x.reshape(x.shape[0], -1)
+    return float((NOISE_LEVEL * (flat.max(1).values - flat.min(1).values)).mean())
+
+
+def _captum_noise_tunnel(kind: str) -> Call:
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bg: torch.Tensor) -> Any:
+        tunnel = captum_attr.NoiseTunnel(captum_attr.Saliency(model))
+        return tunnel.attribute(x, nt_type=kind, nt_samples=NT_SAMPLES, stdevs=_absolute_sigma(x), target=y)
+
+    return run
+
+
+def method_specs() -> dict[str, MethodSpec]:
+    """The benchmarked methods, lumos and captum side by side (captum with its default settings)."""
+    m = lumos.methods
+    have_captum = captum_attr is not None
+    ca = captum_attr
+
+    def captum_or_none(fn: Call) -> Call | None:
+        return fn if have_captum else None
+
+    specs = [
+        MethodSpec(
+            "saliency", 1,
+            lambda model, x, y, bg: m.Saliency(model, progress=False).explain(x, target=y),
+            captum_or_none(lambda model, x, y, bg: ca.Saliency(model).attribute(x, target=y)),
+            "-",
+        ),
+        MethodSpec(
+            "input_x_gradient", 1,
+            lambda model, x, y, bg: m.InputXGradient(model, progress=False).explain(x, target=y),
+            captum_or_none(lambda model, x, y, bg: ca.InputXGradient(model).attribute(x, target=y)),
+            "-",
+        ),
+        MethodSpec(
+            "integrated_gradients", N_STEPS,
+            lambda model, x, y, bg: m.IntegratedGradients(model, n_steps=N_STEPS, progress=False).explain(
+                x, target=y, baseline=0.0),
+            captum_or_none(lambda model, x, y, bg: ca.IntegratedGradients(model).attribute(
+                x, baselines=0.0, target=y, n_steps=N_STEPS, method="gausslegendre")),
+            f"n_steps={N_STEPS}, Gauss-Legendre, baseline 0",
+        ),
+        MethodSpec(
+            "smoothgrad", NT_SAMPLES,
+            lambda model, x, y, bg: m.SmoothGrad(model, n_samples=NT_SAMPLES, noise_level=NOISE_LEVEL, seed=0,
+                                                 progress=False).explain(x, target=y),
+            captum_or_none(_captum_noise_tunnel("smoothgrad")),
+            f"n_samples={NT_SAMPLES}, noise_level={NOISE_LEVEL}",
+        ),
+        MethodSpec(
+            "vargrad", NT_SAMPLES,
+            lambda model, x, y, bg: m.VarGrad(model, n_samples=NT_SAMPLES, noise_level=NOISE_LEVEL, seed=0,
+                                              progress=False).explain(x, target=y),
+            captum_or_none(_captum_noise_tunnel("vargrad")),
+            f"n_samples={NT_SAMPLES}, noise_level={NOISE_LEVEL}",
+        ),
+        MethodSpec(
+            "guided_backprop", 1,
+            lambda model, x, y, bg: m.GuidedBackprop(model, progress=False).explain(x, target=y),
+            captum_or_none(lambda model, x, y, bg: ca.GuidedBackprop(model).attribute(x, target=y)),
+            "-",
+        ),
+        MethodSpec(
+            "deconvolution", 1,
+            lambda model, x, y, bg: m.Deconvolution(model, progress=False).explain(x, target=y),
+            captum_or_none(lambda model, x, y, bg: ca.Deconvolution(model).attribute(x, target=y)),
+            "-",
+        ),
+        MethodSpec(
+            "gradient_shap", SHAP_SAMPLES,
+            lambda model, x, y, bg: m.GradientSHAP(model, n_samples=SHAP_SAMPLES, seed=0, progress=False).explain(
+                x, target=y, baseline=bg),
+            captum_or_none(lambda model, x, y, bg: ca.GradientShap(model).attribute(
+                x, baselines=bg, n_samples=SHAP_SAMPLES, target=y)),
+            f"n_samples={SHAP_SAMPLES}, background set",
+        ),
+    ]
+    return {s.name: s for s in specs}
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def time_interleaved(calls: dict[str, Callable[[], Any]], repeats: int, *, extra_rounds: bool = True
+                     ) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Wall times of each call over at least ``repeats`` rounds, after one warm-up call of each.
+
+    The calls are interleaved (one of each per round) so that a change in machine load during the run hits
+    lumos, captum and the floor alike instead of skewing their ratios. With ``extra_rounds``, quick calls
+    get as many rounds as fit in :data:`ROUND_BUDGET_S` (up to :data:`MAX_ROUNDS`): their timings jitter
+    by tens of percent and extra rounds cost little. Returns the times and the last result of each call.
+    """
+    results: dict[str, Any] = {}
+    start = time.perf_counter()
+    for name, fn in calls.items():
+        results[name] = fn()  # warm-up: allocator, oneDNN primitives, lumos' memory probe
+    round_s = max(time.perf_counter() - start, 1e-6)
+    if extra_rounds:
+        repeats = max(repeats, min(MAX_ROUNDS, int(ROUND_BUDGET_S / round_s)))
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            results.pop(name, None)
+            gc.collect()
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return times, results
+
+
+def floor_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The floor: one forward + backward of every row of ``x`` in a single call.
+
+    ``torch.autograd.grad`` of the sum of each row's target score with respect to the input.
+    """
+    leaf = x.detach().requires_grad_(True)
+    scores = model(leaf).gather(1, y[:, None]).sum()
+    (grad,) = torch.autograd.grad(scores, leaf)
+    return grad
+
+
+def floor_inputs(x: torch.Tensor, y: torch.Tensor, rows_per_sample: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The floor's rows: ``x`` itself, or ``rows_per_sample`` DISTINCT rows per sample with its target.
+
+    Distinct rows (seeded noise around each sample), not ``repeat_interleave`` copies: a batch of identical
+    images makes data-dependent CPU kernels such as max pooling up to 2x faster (branch prediction), which
+    would bias the floor low by 5-10% on the small CNN. Path points and noisy copies are distinct too.
+    """
+    if rows_per_sample == 1:
+        return x, y
+    generator = torch.Generator().manual_seed(4321)
+    noise = torch.randn((x.shape[0] * rows_per_sample, *x.shape[1:]), generator=generator, dtype=x.dtype)
+    return x.repeat_interleave(rows_per_sample, dim=0) + noise, y.repeat_interleave(rows_per_sample, dim=0)
+
+
+def _quiet(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` with warnings silenced (captum warns that the inputs do not require gradients)."""
+
+    def run() -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn()
+
+    return run
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    workload: str
+    method: str
+    settings: str
+    time_s: float
+    rows: int
+    floor_rows: int
+    floor_s: float
+    captum_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.time_s / self.floor_s
+
+    @property
+    def captum_ratio(self) -> float | None:
+        return None if self.captum_s is None else self.captum_s / self.floor_s
+
+    @property
+    def vs_captum(self) -> float | None:
+        return None if self.captum_s is None else self.time_s / self.captum_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload, "method": self.method, "settings": self.settings, "time_s": self.time_s,
+            "rows": self.rows, "floor_rows": self.floor_rows, "floor_s": self.floor_s, "ratio": self.ratio,
+            "captum_s": self.captum_s, "captum_ratio": self.captum_ratio, "lumos_vs_captum": self.vs_captum,
+            "rounds": len(self.extra.get("lumos_times") or []), **self.extra,
+        }
+
+
+def run_workload(workload: Workload, methods: Sequence[MethodSpec], *, repeats: int, use_captum: bool,
+                 log: Callable[[str], None], extra_rounds: bool = True) -> list[Row]:
+    """Time every method on one workload, interleaved with its floor and captum's equivalent.
+
+    A floor is re-measured with every method, interleaved with it, except a floor slower than
+    :data:`REUSE_FLOOR_S`, which is measured with the first method that needs its row count and reused by
+    the next ones (the ResNet floors take tens of seconds; every model is built from the same seed).
+    """
+    x, y, background = workload.data()
+    floors: dict[int, list[float]] = {}
+    rows: list[Row] = []
+    for spec in methods:
+        # a fresh (identically seeded) model per method: lumos caches its memory probe per model object, so
+        # sharing one model would make a method's chunking depend on which methods ran before it
+        model = workload.make_model()
+        n_floor = workload.batch * spec.rows_per_sample
+        calls: dict[str, Callable[[], Any]] = {}
+        if n_floor not in floors or statistics.median(floors[n_floor]) < REUSE_FLOOR_S:
+            xf, yf = floor_inputs(x, y, spec.rows_per_sample)
+            calls["floor"] = lambda model=model, xf=xf, yf=yf: floor_pass(model, xf, yf)
+        calls["lumos"] = lambda model=model, spec=spec: spec.lumos(model, x, y, background)
+        if use_captum and spec.captum is not None:
+            calls["captum"] = _quiet(lambda model=model, spec=spec: spec.captum(model, x, y, background))
+        times, results = time_interleaved(calls, repeats, extra_rounds=extra_rounds)
+        if "floor" in times:
+            floors[n_floor] = times["floor"]
+        n_eval = int(results["lumos"].extras["n_evaluations"])
+        del results, calls
+        row = Row(workload.name, spec.name, spec.settings, statistics.median(times["lumos"]), n_eval, n_floor,
+                  statistics.median(floors[n_floor]),
+                  statistics.median(times["captum"]) if "captum" in times else None,
+                  extra={"lumos_times": times["lumos"], "floor_times": floors[n_floor],
+                         "captum_times": times.get("captum")})
+        rows.append(row)
+        log(f"  {spec.name:22s} {row.time_s:9.4f} s  rows {n_eval:5d}  floor ({n_floor} rows) {row.floor_s:9.4f} s"
+            f"  {row.ratio:5.2f}x" + ("" if row.captum_s is None else
+                                      f"  captum {row.captum_s:9.4f} s ({row.captum_ratio:.2f}x floor)"))
+        gc.collect()
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- memory
+def _peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far.
+
+    ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (KiB on Linux, bytes on macOS). On Linux the same high-water
+    mark is read from ``VmHWM`` in ``/proc/self/status`` instead: ru_maxrss of a freshly started child
+    carries over the RSS of the parent that spawned it (several GiB after the timing runs), which would
+    hide the child's own peak; VmHWM belongs to the child's own address space.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def memory_child(library: str, n_steps: int, batch: int) -> dict[str, Any]:
+    """Run in a fresh subprocess: peak RSS increase of one IG call over the state after model load."""
+    model = models.resnet18()
+    x = torch.randn((batch, 3, 224, 224), generator=torch.Generator().manual_seed(1234))
+    y = torch.arange(batch)
+    gc.collect()
+    before = _peak_rss_bytes()
+    before_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if library == "lumos":
+        explanation = lumos.methods.IntegratedGradients(model, n_steps=n_steps, progress=False).explain(
+            x, target=y, baseline=0.0)
+        n_eval = int(explanation.extras["n_evaluations"])
+    else:
+        captum_attr.IntegratedGradients(model).attribute(x, baselines=0.0, target=y, n_steps=n_steps,
+                                                         method="gausslegendre")
+        n_eval = batch * n_steps
+    elapsed = time.perf_counter() - start
+    return {
+        "library": library, "n_steps": n_steps, "batch": batch, "rows": n_eval, "time_s": elapsed,
+        "rss_after_load": before, "peak_increase": _peak_rss_bytes() - before,
+        "ru_maxrss_increase": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_maxrss)
+        * (1 if sys.platform == "darwin" else 1024),
+        "budget": lumos.config.memory_budget(),
+    }
+
+
+def measure_memory(library: str, n_steps: int, batch: int, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """Start :func:`memory_child` in a subprocess (a clean ru_maxrss) and return what it reports."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--memory-child", library,
+               "--memory-steps", str(n_steps), "--memory-batch", str(batch)]
+    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
+    if done.returncode != 0:
+        log(f"  memory check ({library}) failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+        return None
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    log(f"  {library} IG n_steps={n_steps} batch {batch}: peak RSS +{result['peak_increase'] / 2**30:.2f} GiB "
+        f"(budget {result['budget'] / 2**30:.2f} GiB), {result['time_s']:.1f} s")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- report
+def _fmt_s(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _fmt_x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def environment() -> dict[str, str]:
+    """What the numbers were measured on."""
+    return {
+        "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, {platform.system()}",
+        "torch": torch.__version__,
+        "torch threads": str(torch.get_num_threads()),
+        "captum": getattr(captum, "__version__", "not installed"),
+        "lumos": lumos.__version__,
+        "python": platform.python_version(),
+        "memory budget": f"{lumos.config.memory_budget() / 2**30:.2f} GiB",
+        "load average at start (1/5/15 min)": " / ".join(f"{v:.2f}" for v in os.getloadavg()),
+    }
+
+
+def markdown(rows: Sequence[Row], memory: Sequence[dict[str, Any]], env: dict[str, str],
+             command: str) -> str:
+    """The results as a markdown document (header, timing table, memory table)."""
+    lines = ["# lumos benchmark results", "", f"`{command}`", ""]
+    lines += [f"- {key}: {value}" for key, value in env.items()]
+    lines += [
+        "",
+        f"Median over `rounds` timed calls after one warm-up call (floor, lumos and captum interleaved, one "
+        f"of each per round; quick calls get as many rounds as fit in {ROUND_BUDGET_S:g} s, up to {MAX_ROUNDS}). "
+        f"floor = one forward + backward of `floor rows` distinct rows in one call. "
+        f"Target: time/floor <= {TARGET_RATIO}x.",
+        "",
+        "| workload | method | settings | rounds | lumos time | rows | floor rows | floor | time/floor | target | "
+        "captum time | captum/floor | lumos/captum |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ok = "ok" if r.ratio <= TARGET_RATIO else "MISS"
+        reference = CAPTUM_REFERENCE.get((r.workload, r.method))
+        captum_ratio = _fmt_x(r.captum_ratio) + (f" (ref {reference}x)" if reference else "")
+        lines.append(
+            f"| {r.workload} | {r.method} | {r.settings} | {len(r.extra['lumos_times'])} | {_fmt_s(r.time_s)} | {r.rows} | {r.floor_rows} | "
+            f"{_fmt_s(r.floor_s)} | {_fmt_x(r.ratio)} | {ok} | {_fmt_s(r.captum_s)} | {captum_ratio} | "
+            f"{_fmt_x(r.vs_captum)} |"
+        )
+    if memory:
+        lines += [
+            "",
+            "## Peak memory",
+            "",
+            "Integrated gradients on the ResNet-18-like model at 224x224x3 (baseline 0), in a fresh subprocess: "
+            "increase of the peak resident set size over the state after loading the model and inputs (VmHWM "
+            "from /proc/self/status, and ru_maxrss as a cross-check; peak/budget uses VmHWM), compared with the "
+            "configured memory budget (`lumos.config.memory_budget()`).",
+            "",
+            "| library | n_steps | batch | rows | time | peak RSS increase (VmHWM) | ru_maxrss increase | "
+            "memory budget | peak/budget |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for m in memory:
+            lines.append(
+                f"| {m['library']} | {m['n_steps']} | {m['batch']} | {m['rows']} | {_fmt_s(m['time_s'])} | "
+                f"{m['peak_increase'] / 2**30:.2f} GiB | {m['ru_maxrss_increase'] / 2**30:.2f} GiB | "
+                f"{m['budget'] / 2**30:.2f} GiB | "
+                f"{m['peak_increase'] / m['budget']:.2f}x |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--methods", default="all",
+                        help=f"comma-separated subset of: {', '.join(method_specs())} (default: all)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed rounds per measurement after the warm-up (default: 7 small_cnn, 2 resnet18)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one timed call per measurement and no memory check (a smoke run)")
+    parser.add_argument("--no-captum", action="store_true", help="skip the captum comparison")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory check")
+    parser.add_argument("--memory-configs", default=MEMORY_CONFIGS,
+                        help="peak-memory checks as comma-separated N_STEPSxBATCH (default: %(default)s)")
+    parser.add_argument("--memory-captum", action="store_true",
+                        help="also measure captum's peak memory for the same calls (unbatched: ~23 MiB per row)")
+    parser.add_argument("--memory-steps", type=int, default=200, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-batch", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--markdown", type=Path, default=None, help="write the results table to this file")
+    parser.add_argument("--json", type=Path, default=None, help="write the raw results to this file")
+    parser.add_argument("--memory-child", choices=["lumos", "captum"], default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    try:
+        args.memory_configs = [tuple(int(v) for v in item.lower().split("x")) for item in
+                               args.memory_configs.split(",") if item.strip()]
+        if any(len(c) != 2 or min(c) < 1 for c in args.memory_configs):
+            raise ValueError
+    except ValueError:
+        parser.error(f"--memory-configs must look like 200x1,50x4, got {args.memory_configs!r}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print a table; optionally write markdown / JSON."""
+    args = parse_args(argv)
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.memory_steps, args.memory_batch)))
+        return 0
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    specs = method_specs()
+    if args.methods == "all":
+        chosen = list(specs.values())
+    else:
+        names = [n.strip() for n in args.methods.split(",") if n.strip()]
+        unknown = [n for n in names if n not in specs]
+        if unknown:
+            log(f"unknown method(s) {unknown}; choose from {list(specs)}")
+            return 2
+        chosen = [specs[n] for n in names]
+    use_captum = captum_attr is not None and not args.no_captum
+    if captum_attr is None and not args.no_captum:
+        log("captum is not importable: the captum columns stay empty (pip install -e '.[bench]')")
+    workloads = list(WORKLOADS.values()) if args.workload == "all" else [WORKLOADS[args.workload]]
+
+    env = environment()
+    log(" | ".join(f"{k}: {v}" for k, v in env.items()))
+    start = time.perf_counter()
+    memory: list[dict[str, Any]] = []
+    if not args.quick and not args.no_memory:
+        log("peak memory: IntegratedGradients, ResNet-18-like 224x224, default budget, fresh subprocess")
+        libraries = ["lumos"] + (["captum"] if args.memory_captum and captum_attr is not None else [])
+        for n_steps, batch in args.memory_configs:
+            for library in libraries:
+                result = measure_memory(library, n_steps, batch, log)
+                if result is not None:
+                    memory.append(result)
+    rows: list[Row] = []
+    for workload in workloads:
+        repeats = 1 if args.quick else (args.repeats or workload.repeats)
+        log(f"{workload.name}: {workload.description}, {repeats} repeat(s) after a warm-up")
+        rows += run_workload(workload, chosen, repeats=repeats, use_captum=use_captum, log=log,
+                             extra_rounds=not args.quick)
+
+    if "torchvision" in sys.modules:  # the suite must not depend on torchvision, even indirectly
+        log("warning: torchvision was imported during the benchmark")
+
+    env["load average at end (1/5/15 min)"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    env["total benchmark time"] = f"{time.perf_counter() - start:.0f} s"
+    command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = markdown(rows, memory, env, command.strip())
+    log("")
+    log(text)
+    if args.markdown is not None:
+        args.markdown.write_text(text)
+        log(f"wrote {args.markdown}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"environment": env, "rows": [r.as_dict() for r in rows],
+                                         "memory": memory}, indent=2))
+        log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,6 +16,7 @@ respect to them. This is how token models are explained at their embedding layer
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -288,8 +289,6 @@ class GradientEngine:
             consume(rows, chunk_grads, tuple(p.detach() for p in points))
 
     def _override(self) -> Any:
-        import contextlib
-
         return self.override() if self.override is not None else contextlib.nullcontext()
 
 

@@ -25,7 +25,7 @@ from ..core.model import ModelAdapter, OutputSelector
 from ..core.seeding import resolve_seed
 from ..core.targets import Target, as_target
 from ..errors import LumosWarning, UnknownParameterError, ValidationError
-from ..explanation import Explanation
+from ..explanation import Explanation, stack_names
 
 
 @dataclass
@@ -154,9 +154,10 @@ class Explainer:
         seed = resolve_seed(self.seed, owner=owner) if self.stochastic else None
         context = ExplainContext(adapter, batch, resolved_target, kwargs, baseline, seed, dict(data_args))
         self._check_data_args(context)
+        names = stack_names(feature_names, int(sum(np.prod(x.shape[1:]) for x in batch.tensors)), owner=owner)
         with adapter.eval_mode():
             result = self._attribute(context)
-        return self._wrap(context, result, feature_names)
+        return self._wrap(context, result, names)
 
     def _check_data_args(self, context: ExplainContext) -> None:
         if context.data_args:
@@ -175,7 +176,7 @@ class Explainer:
         )
 
     def _wrap(self, context: ExplainContext, result: Attribution,
-              feature_names: Sequence[str] | None) -> Explanation:
+              names: list[str] | None) -> Explanation:
         batch = context.batch
         attributions = result.attributions
         if self.layer is None:
@@ -194,14 +195,6 @@ class Explainer:
         indices = target.indices()
         if indices is not None and len(indices) == 1 and batch.n > 1:
             indices = np.repeat(indices, batch.n)
-        names = None
-        if feature_names is not None:
-            names = [str(n) for n in feature_names]
-            n_features = int(sum(np.prod(x.shape[1:]) for x in batch.tensors))
-            if len(names) != n_features:
-                raise ValidationError(
-                    f"{self._owner()}: feature_names has {len(names)} names for {n_features} features"
-                )
         extras = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v)
                   for k, v in result.extras.items()}
         return Explanation(

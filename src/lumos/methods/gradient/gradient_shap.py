@@ -119,9 +119,12 @@ class GradientSHAP(Explainer):
                 pairs.append((a, b))
             return pairs
 
+        current: dict[str, Any] = {}  # the chunk's endpoints, built once for make_points and consume
+
         def make_points(rows: slice) -> tuple[torch.Tensor, ...]:
             alpha = alphas[rows]
-            return tuple(torch.lerp(a, b, shaped(alpha, a)) for a, b in endpoints(rows))
+            current["rows"], current["pairs"] = rows, endpoints(rows)
+            return tuple(torch.lerp(a, b, shaped(alpha, a)) for a, b in current["pairs"])
 
         def consume(rows: slice, grads: tuple[torch.Tensor, ...], points: tuple[torch.Tensor, ...]) -> None:
             index = sample_index[rows]
@@ -131,7 +134,8 @@ class GradientSHAP(Explainer):
             new = torch.zeros(hi - lo, dtype=counts.dtype, device=device).index_add_(
                 0, local, torch.ones_like(local, dtype=counts.dtype))
             both = seen + new
-            for i, (grad, (a, b)) in enumerate(zip(grads, endpoints(rows), strict=True)):
+            pairs = current["pairs"] if current.get("rows") == rows else endpoints(rows)
+            for i, (grad, (a, b)) in enumerate(zip(grads, pairs, strict=True)):
                 value = grad * (b - a)
                 sums[i].index_add_(0, index, value)
                 chunk_mean = torch.zeros_like(means[i][lo:hi]).index_add_(0, local, value)

@@ -140,3 +140,51 @@ def test_input_x_gradient_sums_to_the_output_of_a_bias_free_relu_net() -> None:
         f = model(x)[torch.arange(4), torch.tensor([0, 1, 2, 0])]
     torch.testing.assert_close(e.attributions.flatten(1).sum(1), f, rtol=1e-12, atol=1e-12)
     assert float(f.abs().min()) > 1e-3  # not trivially zero
+
+
+class _ReferenceReLU(torch.autograd.Function):
+    """ReLU whose backward is guided (``max(g, 0) * 1[z > 0]``) or deconvolution (``max(g, 0)``)."""
+
+    @staticmethod
+    def forward(ctx, z, rule):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(z)
+        ctx.rule = rule
+        return z.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: ANN001, ANN205
+        (z,) = ctx.saved_tensors
+        g = g.clamp(min=0)
+        return (g * (z > 0) if ctx.rule == "guided" else g), None
+
+
+class _SharedGradientNet(nn.Module):
+    """``out = W3 relu(W2 (relu(h) + h))`` with ``h = W1 x``: the gradient reaching the inner ReLU is also the
+    gradient of the skip branch (autograd hands the same tensor to both inputs of an addition), so a rule
+    that modified its incoming gradient in place would corrupt the skip branch."""
+
+    def __init__(self, relu=torch.relu) -> None:  # noqa: ANN001
+        super().__init__()
+        generator = torch.Generator().manual_seed(11)
+        self.w1 = nn.Parameter(torch.randn(6, 4, generator=generator, dtype=torch.float64))
+        self.w2 = nn.Parameter(torch.randn(6, 6, generator=generator, dtype=torch.float64))
+        self.w3 = nn.Parameter(torch.randn(3, 6, generator=generator, dtype=torch.float64))
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x @ self.w1.T
+        inner = self.relu(h) + h
+        return self.relu(inner @ self.w2.T) @ self.w3.T
+
+
+@pytest.mark.parametrize(("name", "rule"), [("guided_backprop", "guided"), ("deconvolution", "deconv")])
+def test_rules_do_not_corrupt_gradients_shared_with_skip_branches(name: str, rule: str) -> None:
+    model = _SharedGradientNet().eval()
+    reference = _SharedGradientNet(relu=lambda z: _ReferenceReLU.apply(z, rule)).eval()
+    x = rand(5, 7, 4, dtype=torch.float64).requires_grad_(True)
+    for target in range(3):
+        x.grad = None
+        reference(x)[:, target].sum().backward()
+        e = lumos.explain(model, x.detach(), method=name, target=target)
+        torch.testing.assert_close(e.attributions, x.grad, rtol=1e-12, atol=1e-14)
+        assert float(e.attributions.abs().sum()) > 0

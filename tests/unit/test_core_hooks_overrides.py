@@ -92,3 +92,24 @@ def test_other_functions_pass_through() -> None:
     with OperationOverride(relu_table(double)):
         torch.testing.assert_close(torch.sigmoid(x), torch.tensor([-1.0, 2.0]).sigmoid())
         torch.testing.assert_close(x.clamp(min=0), torch.tensor([0.0, 2.0]))
+
+
+def test_backward_rules_rewrite_only_listed_nodes_and_are_removed_after() -> None:
+    from lumos.core.backward_rules import BackwardRules
+
+    calls: list[str] = []
+
+    def double(grad_inputs, grad_outputs):  # noqa: ANN001, ANN202
+        calls.append("relu")
+        return tuple(None if g is None else 2 * g for g in grad_inputs)
+
+    rules = BackwardRules({"ReluBackward0": double})
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    y = (F.relu(x) * 3 + torch.relu(x)).sum()
+    (grad,) = rules.grad(y, (x,), retain_graph=True)
+    torch.testing.assert_close(grad, torch.tensor([8.0, 0.0, 8.0]))  # (3 + 1) * 2 where x > 0
+    assert calls == ["relu", "relu"]  # two ReLU nodes, each rewritten once
+    (plain,) = torch.autograd.grad(y, (x,))  # same graph again: the hooks were removed
+    torch.testing.assert_close(plain, torch.tensor([4.0, 0.0, 4.0]))
+    assert calls == ["relu", "relu"]
+    assert rules.attach(torch.ones(2)) == []  # no graph: nothing to hook

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 
 import torch
 
@@ -31,8 +31,14 @@ def check_batch_size(batch_size: int | None, *, owner: str) -> int | None:
     return batch_size
 
 
-def measure_row_bytes(run_one_row: Callable[[], object], *, parameters: list[torch.Tensor]) -> int:
-    """Bytes of activations autograd saves when ``run_one_row`` runs one row forward (parameters excluded)."""
+def measure_row_bytes(run_one_row: Callable[[], object], *,
+                      parameters: Iterable[torch.Tensor] | Callable[[], Iterable[torch.Tensor]]) -> int:
+    """Bytes of activations autograd saves when ``run_one_row`` runs one row forward (parameters excluded).
+
+    ``parameters`` may be a callable returning them (only called when a measurement is made).
+    """
+    if callable(parameters):
+        parameters = parameters()
     param_storages = {p.untyped_storage().data_ptr() for p in parameters}
     seen: set[int] = set()
     total = 0
@@ -52,7 +58,7 @@ def measure_row_bytes(run_one_row: Callable[[], object], *, parameters: list[tor
 
 
 def row_bytes(owner_object: object, key: Hashable, run_one_row: Callable[[], object],
-              *, parameters: list[torch.Tensor]) -> int:
+              *, parameters: Iterable[torch.Tensor] | Callable[[], Iterable[torch.Tensor]]) -> int:
     """Cached :func:`measure_row_bytes` per (model, key); the model is held weakly."""
     try:
         cache = _probe_cache.setdefault(owner_object, {})
@@ -76,6 +82,9 @@ def chunk_size(n_rows: int, *, batch_size: int | None, bytes_per_row: int | None
 def iter_chunks(n_rows: int, size: int, *, desc: str, progress: bool | None) -> Iterator[slice]:
     """Yield consecutive row slices of at most ``size`` rows, with a progress bar."""
     n_chunks = math.ceil(n_rows / size)
+    if n_chunks <= 1 and not progress:  # one call: no bar to show (saves building a disabled tqdm)
+        yield slice(0, n_rows)
+        return
     with progress_bar(n_chunks, desc=desc, progress=progress) as bar:
         for start in range(0, n_rows, size):
             yield slice(start, min(start + size, n_rows))

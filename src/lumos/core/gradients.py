@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedModelError, ValidationError
+from .backward_rules import BackwardRules
 from .batching import chunk_size, iter_chunks, row_bytes
 from .hooks import HookSet
 from .inputs import InputBatch, select_rows
@@ -45,14 +46,16 @@ class GradientEngine:
         layer: ``None`` (attribute to the inputs) or a module / dotted name (attribute to its output).
         batch_size: most rows per model call (``None``: from the memory budget).
         progress: progress bar switch.
-        override: a context manager factory active during gradient passes (e.g. a guided-ReLU override).
+        override: a context manager factory active during gradient passes (a forward-pass override).
+        backward_rules: rules rewriting the backward pass of graph nodes (e.g. guided ReLUs), see
+            :mod:`lumos.core.backward_rules`.
         owner: method name for messages.
     """
 
     def __init__(self, adapter: ModelAdapter, batch: InputBatch, forward_kwargs: Mapping[str, Any],
                  target: Target, *, layer: nn.Module | str | None = None, batch_size: int | None = None,
                  progress: bool | None = None, override: Callable[[], Any] | None = None,
-                 owner: str = "lumos") -> None:
+                 backward_rules: BackwardRules | None = None, owner: str = "lumos") -> None:
         self.adapter = adapter
         self.batch = batch
         self.forward_kwargs = dict(forward_kwargs)
@@ -60,6 +63,7 @@ class GradientEngine:
         self.batch_size = batch_size
         self.progress = progress
         self.override = override
+        self.backward_rules = backward_rules
         self.owner = owner
         self.n_evaluations = 0
         self.layer_name: str | None = None
@@ -128,7 +132,11 @@ class GradientEngine:
                 f"flows: the model may detach, round, or compute with numpy). Use a model-agnostic method "
                 f"such as occlusion, or make the model differentiable."
             )
-        grads = torch.autograd.grad(score.sum(), leaves, allow_unused=True)
+        total = score.sum()
+        if self.backward_rules is not None:
+            grads = self.backward_rules.grad(total, leaves, allow_unused=True)
+        else:
+            grads = torch.autograd.grad(total, leaves, allow_unused=True)
         if all(g is None for g in grads):
             raise UnsupportedModelError(
                 f"{self.owner}: the model's output does not depend on the inputs being attributed"
@@ -143,8 +151,8 @@ class GradientEngine:
         if module is None or n_rows <= 1:
             return max(1, n_rows)
         key = ("grad", self.layer_name, tuple((tuple(t.shape[1:]), t.dtype) for t in self.batch.tensors))
-        params = list(module.parameters()) + list(module.buffers())
-        per_row = row_bytes(module, key, self._probe, parameters=params)
+        per_row = row_bytes(module, key, self._probe,
+                            parameters=lambda: [*module.parameters(), *module.buffers()])
         return chunk_size(n_rows, batch_size=None, bytes_per_row=per_row)
 
     def _probe(self) -> None:

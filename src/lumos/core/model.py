@@ -85,14 +85,17 @@ class ModelAdapter:
         if module is None:
             yield
             return
-        modes = [(m, m.training) for m in module.modules()]
+        training = {id(m) for m in module.modules() if m.training}
         params = [(p, p.requires_grad, p.grad) for p in module.parameters()]
         try:
-            module.eval()
+            if training:
+                module.eval()
             yield
         finally:
-            for m, training in modes:
-                m.training = training
+            for m in module.modules():  # also undoes a mode change made by the model itself
+                was_training = id(m) in training
+                if m.training != was_training:
+                    m.training = was_training
             for p, requires_grad, grad in params:
                 if p.requires_grad != requires_grad:
                     p.requires_grad_(requires_grad)

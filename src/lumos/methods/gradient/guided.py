@@ -1,60 +1,29 @@
 """Guided backpropagation and deconvolution: gradients with a modified backward pass through ReLUs.
 
-The modified ReLU is bound to the operation executed in the forward pass (``nn.ReLU`` modules, reused
-or not, ``F.relu``, ``torch.relu`` and ``x.relu()``, in place or not), never to module instances.
+The modified ReLU is bound to the operations recorded in the autograd graph (``nn.ReLU`` modules, reused
+or not, ``F.relu``, ``torch.relu`` and ``x.relu()``, in place or not, all record a ``ReluBackward0``
+node), never to module instances; see :mod:`lumos.core.backward_rules`.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import torch
-
-from ...core.op_override import OperationOverride, relu_table
+from ...core.backward_rules import DECONV_RELU, GUIDED_RELU, BackwardRules
 from ...core.registry import register
 from ..base import Attribution, ExplainContext, Explainer
 
 
-class _GuidedReLU(torch.autograd.Function):
-    """ReLU whose backward passes only positive gradients at positive inputs: ``g+ * 1[x > 0]``."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        y = x.clamp(min=0)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        # ReLU's own backward (one fused kernel: g * 1[y > 0]) applied to the positive part of g
-        return torch.ops.aten.threshold_backward(grad.clamp(min=0), y, 0)
-
-
-class _DeconvReLU(torch.autograd.Function):
-    """ReLU whose backward applies ReLU to the incoming gradient, ignoring the input: ``g+``."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad.clamp(min=0)
-
-
 class _ModifiedReLUGradient(Explainer):
-    """Gradient at the input with every ReLU's backward replaced by ``_relu.apply``'s."""
+    """Gradient at the input with every ReLU's backward pass rewritten by ``_rules``."""
 
     family: ClassVar[str] = "gradient"
     requires_gradients: ClassVar[bool] = True
     supports_layer: ClassVar[bool] = True
-    _relu: ClassVar[type[torch.autograd.Function]]
+    _rules: ClassVar[BackwardRules]
 
     def _attribute(self, context: ExplainContext) -> Attribution:
-        override = functools.partial(OperationOverride, relu_table(self._relu.apply))
-        engine = self._engine(context, override=override)
+        engine = self._engine(context, backward_rules=self._rules)
         _, grads, scores = engine.at_inputs()
         return Attribution(grads, scores, {"n_evaluations": engine.n_evaluations}, engine.target)
 
@@ -72,7 +41,7 @@ class GuidedBackprop(_ModifiedReLUGradient):
 
     name: ClassVar[str] = "guided_backprop"
     reference: ClassVar[str] = "Springenberg et al. 2015, arXiv:1412.6806"
-    _relu = _GuidedReLU
+    _rules = GUIDED_RELU
 
 
 @register
@@ -87,4 +56,4 @@ class Deconvolution(_ModifiedReLUGradient):
 
     name: ClassVar[str] = "deconvolution"
     reference: ClassVar[str] = "Zeiler & Fergus 2014, arXiv:1311.2901"
-    _relu = _DeconvReLU
+    _rules = DECONV_RELU

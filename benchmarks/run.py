@@ -1,4 +1,4 @@
-"""lumos benchmark runner: time, model evaluations, floor and the captum ratio of every gradient method.
+"""lumos benchmark runner: time, model evaluations, floor and the incumbent's ratio of every lumos method.
 
 For each workload (model + input batch) and method it prints
 
@@ -9,9 +9,12 @@ For each workload (model + input batch) and method it prints
   scores w.r.t. the input) of the method's nominal number of rows (batch x n_steps / n_samples) through the
   same model, in a single call: the model's own cost for the method's work, without any method overhead
   (chunked execution can beat it on a CPU, see README.md);
-- ``time/floor`` against the target (<= 1.15x at default settings);
-- captum's equivalent timed on the same inputs in the same process (when captum is importable), its
-  ratio to the floor and ``lumos/captum``.
+  For methods that only evaluate the model (ScoreCAM, AblationCAM) the floor is the same number of rows as
+  batched forward passes without gradients;
+- ``time/floor`` against the method's target (issue 2: <= 1.15x for the gradient family; issue 3: 1.3x for
+  DeepLIFT, LRP and Grad-CAM, 1.2x for ScoreCAM / AblationCAM), all at default settings;
+- the incumbent's equivalent (captum, zennit or pytorch-grad-cam, see ``specs.py``) timed on the same inputs
+  in the same process when it is importable, its ratio to the floor and ``lumos/incumbent``.
 
 It also measures, in a fresh subprocess each, the peak resident memory of integrated gradients on the
 ResNet-18-like model at 224x224 under the default memory budget (``n_steps=200`` at batch 1, and
@@ -53,26 +56,18 @@ if str(HERE) not in sys.path:  # `python benchmarks/run.py` and `python -m bench
 
 import lumos  # noqa: E402
 import models  # noqa: E402  (benchmarks/models.py, found through the path set above)
+from specs import MethodSpec, all_specs, import_incumbents  # noqa: E402
 
-try:  # captum is optional (the `bench` extra); without it the captum columns stay empty
-    import captum
-    import captum.attr as captum_attr
-except ImportError:  # pragma: no cover - depends on the environment
-    captum = None
-    captum_attr = None
-
-#: every gradient method must stay within this factor of its floor at default settings
-TARGET_RATIO = 1.15
-#: captum's time/floor measured on this machine kind (2-core CPU), quoted in the issue
-CAPTUM_REFERENCE = {
+#: incumbents' time/floor measured on this machine kind (2-core CPU), quoted in the issues
+INCUMBENT_REFERENCE = {
     ("small_cnn", "integrated_gradients"): 1.8,
     ("resnet18", "integrated_gradients"): 2.0,
+    # issue 3 (workload not stated): captum DeepLift 2.4x, zennit LRP 3.1x, pytorch-grad-cam GradCAM 1.2x and
+    # ScoreCAM 0.9x; quoted next to both workloads
+    **{(w, m): r for w in ("small_cnn", "resnet18")
+       for m, r in (("deeplift", 2.4), ("lrp", 3.1), ("grad_cam", 1.2), ("score_cam", 0.9))},
 }
 
-N_STEPS = 50  # integrated gradients
-NT_SAMPLES = 25  # SmoothGrad / VarGrad
-NOISE_LEVEL = 0.15  # SmoothGrad / VarGrad, fraction of each sample's value range
-SHAP_SAMPLES = 50  # GradientSHAP
 #: the memory checks, as (n_steps, batch): the issue's IG n_steps=200 at batch 1, and the timing workload's
 #: IG call (n_steps=50, batch 4), which has the same 200 rows but more than one sample
 MEMORY_CONFIGS = "200x1,50x4"
@@ -115,105 +110,6 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 
-# ---------------------------------------------------------------------------------------------- methods
-Call = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], Any]
-
-
-@dataclass
-class MethodSpec:
-    """How to run one method with lumos and with captum, and how many rows its floor has per sample."""
-
-    name: str
-    rows_per_sample: int
-    lumos: Call
-    captum: Call | None
-    settings: str
-
-
-def _absolute_sigma(x: torch.Tensor) -> float:
-    """Captum's ``stdevs`` is one absolute sigma; ours is ``noise_level * (max - min)`` per sample.
-
-    Pass captum the mean of our per-sample sigmas (the inputs are i.i.d., so they are all close)."""
-    flat = x.reshape(x.shape[0], -1)
-    return float((NOISE_LEVEL * (flat.max(1).values - flat.min(1).values)).mean())
-
-
-def _captum_noise_tunnel(kind: str) -> Call:
-    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bg: torch.Tensor) -> Any:
-        tunnel = captum_attr.NoiseTunnel(captum_attr.Saliency(model))
-        return tunnel.attribute(x, nt_type=kind, nt_samples=NT_SAMPLES, stdevs=_absolute_sigma(x), target=y)
-
-    return run
-
-
-def method_specs() -> dict[str, MethodSpec]:
-    """The benchmarked methods, lumos and captum side by side (captum with its default settings)."""
-    m = lumos.methods
-    have_captum = captum_attr is not None
-    ca = captum_attr
-
-    def captum_or_none(fn: Call) -> Call | None:
-        return fn if have_captum else None
-
-    specs = [
-        MethodSpec(
-            "saliency", 1,
-            lambda model, x, y, bg: m.Saliency(model, progress=False).explain(x, target=y),
-            captum_or_none(lambda model, x, y, bg: ca.Saliency(model).attribute(x, target=y)),
-            "-",
-        ),
-        MethodSpec(
-            "input_x_gradient", 1,
-            lambda model, x, y, bg: m.InputXGradient(model, progress=False).explain(x, target=y),
-            captum_or_none(lambda model, x, y, bg: ca.InputXGradient(model).attribute(x, target=y)),
-            "-",
-        ),
-        MethodSpec(
-            "integrated_gradients", N_STEPS,
-            lambda model, x, y, bg: m.IntegratedGradients(model, n_steps=N_STEPS, progress=False).explain(
-                x, target=y, baseline=0.0),
-            captum_or_none(lambda model, x, y, bg: ca.IntegratedGradients(model).attribute(
-                x, baselines=0.0, target=y, n_steps=N_STEPS, method="gausslegendre")),
-            f"n_steps={N_STEPS}, Gauss-Legendre, baseline 0",
-        ),
-        MethodSpec(
-            "smoothgrad", NT_SAMPLES,
-            lambda model, x, y, bg: m.SmoothGrad(model, n_samples=NT_SAMPLES, noise_level=NOISE_LEVEL, seed=0,
-                                                 progress=False).explain(x, target=y),
-            captum_or_none(_captum_noise_tunnel("smoothgrad")),
-            f"n_samples={NT_SAMPLES}, noise_level={NOISE_LEVEL}",
-        ),
-        MethodSpec(
-            "vargrad", NT_SAMPLES,
-            lambda model, x, y, bg: m.VarGrad(model, n_samples=NT_SAMPLES, noise_level=NOISE_LEVEL, seed=0,
-                                              progress=False).explain(x, target=y),
-            captum_or_none(_captum_noise_tunnel("vargrad")),
-            f"n_samples={NT_SAMPLES}, noise_level={NOISE_LEVEL}",
-        ),
-        MethodSpec(
-            "guided_backprop", 1,
-            lambda model, x, y, bg: m.GuidedBackprop(model, progress=False).explain(x, target=y),
-            captum_or_none(lambda model, x, y, bg: ca.GuidedBackprop(model).attribute(x, target=y)),
-            "-",
-        ),
-        MethodSpec(
-            "deconvolution", 1,
-            lambda model, x, y, bg: m.Deconvolution(model, progress=False).explain(x, target=y),
-            captum_or_none(lambda model, x, y, bg: ca.Deconvolution(model).attribute(x, target=y)),
-            "-",
-        ),
-        MethodSpec(
-            "gradient_shap", SHAP_SAMPLES,
-            lambda model, x, y, bg: m.GradientSHAP(model, n_samples=SHAP_SAMPLES, seed=0, progress=False).explain(
-                x, target=y, baseline=bg),
-            captum_or_none(lambda model, x, y, bg: ca.GradientShap(model).attribute(
-                x, baselines=bg, n_samples=SHAP_SAMPLES, target=y)),
-            f"n_samples={SHAP_SAMPLES}, background set",
-        ),
-    ]
-    return {s.name: s for s in specs}
-
-
 # ---------------------------------------------------------------------------------------------- timing
 def time_interleaved(calls: dict[str, Callable[[], Any]], repeats: int, *, extra_rounds: bool = True
                      ) -> tuple[dict[str, list[float]], dict[str, Any]]:
@@ -253,6 +149,12 @@ def floor_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
     return grad
 
 
+def floor_forward(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The forward-only floor: every row of ``x`` through the model in one call, without gradients."""
+    with torch.no_grad():
+        return model(x).gather(1, y[:, None])
+
+
 def floor_inputs(x: torch.Tensor, y: torch.Tensor, rows_per_sample: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The floor's rows: ``x`` itself, or ``rows_per_sample`` DISTINCT rows per sample with its target.
 
@@ -289,7 +191,10 @@ class Row:
     rows: int
     floor_rows: int
     floor_s: float
-    captum_s: float | None = None
+    target: float
+    floor_kind: str = "grad"
+    incumbent: str | None = None
+    incumbent_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -297,59 +202,70 @@ class Row:
         return self.time_s / self.floor_s
 
     @property
-    def captum_ratio(self) -> float | None:
-        return None if self.captum_s is None else self.captum_s / self.floor_s
+    def incumbent_ratio(self) -> float | None:
+        return None if self.incumbent_s is None else self.incumbent_s / self.floor_s
 
     @property
-    def vs_captum(self) -> float | None:
-        return None if self.captum_s is None else self.time_s / self.captum_s
+    def vs_incumbent(self) -> float | None:
+        return None if self.incumbent_s is None else self.time_s / self.incumbent_s
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "workload": self.workload, "method": self.method, "settings": self.settings, "time_s": self.time_s,
-            "rows": self.rows, "floor_rows": self.floor_rows, "floor_s": self.floor_s, "ratio": self.ratio,
-            "captum_s": self.captum_s, "captum_ratio": self.captum_ratio, "lumos_vs_captum": self.vs_captum,
-            "rounds": len(self.extra.get("lumos_times") or []), **self.extra,
+            "rows": self.rows, "floor_rows": self.floor_rows, "floor_kind": self.floor_kind,
+            "floor_s": self.floor_s, "ratio": self.ratio, "target": self.target, "incumbent": self.incumbent,
+            "incumbent_s": self.incumbent_s, "incumbent_ratio": self.incumbent_ratio,
+            "lumos_vs_incumbent": self.vs_incumbent, "rounds": len(self.extra.get("lumos_times") or []),
+            **self.extra,
         }
 
 
-def run_workload(workload: Workload, methods: Sequence[MethodSpec], *, repeats: int, use_captum: bool,
+def run_workload(workload: Workload, methods: Sequence[MethodSpec], *, repeats: int, use_incumbents: bool,
                  log: Callable[[str], None], extra_rounds: bool = True) -> list[Row]:
-    """Time every method on one workload, interleaved with its floor and captum's equivalent.
+    """Time every method on one workload, interleaved with its floor and the incumbent's equivalent.
 
     A floor is re-measured with every method, interleaved with it, except a floor slower than
-    :data:`REUSE_FLOOR_S`, which is measured with the first method that needs its row count and reused by
-    the next ones (the ResNet floors take tens of seconds; every model is built from the same seed).
+    :data:`REUSE_FLOOR_S`, which is measured with the first method that needs its rows and reused by the
+    next ones (the ResNet floors take tens of seconds; every model is built from the same seed).
     """
     x, y, background = workload.data()
-    floors: dict[int, list[float]] = {}
+    floors: dict[tuple[str, int], list[float]] = {}
     rows: list[Row] = []
     for spec in methods:
+        if workload.name not in spec.workloads:
+            continue
         # a fresh (identically seeded) model per method: lumos caches its memory probe per model object, so
         # sharing one model would make a method's chunking depend on which methods ran before it
         model = workload.make_model()
-        n_floor = workload.batch * spec.rows_per_sample
+        n_floor = spec.floor_rows(workload.name, workload.batch, model)
+        key = (spec.floor_kind, n_floor)
         calls: dict[str, Callable[[], Any]] = {}
-        if n_floor not in floors or statistics.median(floors[n_floor]) < REUSE_FLOOR_S:
-            xf, yf = floor_inputs(x, y, spec.rows_per_sample)
-            calls["floor"] = lambda model=model, xf=xf, yf=yf: floor_pass(model, xf, yf)
+        if key not in floors or statistics.median(floors[key]) < REUSE_FLOOR_S:
+            xf, yf = floor_inputs(x, y, max(1, n_floor // workload.batch))
+            floor_fn = floor_forward if spec.floor_kind == "forward" else floor_pass
+            calls["floor"] = lambda model=model, xf=xf, yf=yf, floor_fn=floor_fn: floor_fn(model, xf, yf)
         calls["lumos"] = lambda model=model, spec=spec: spec.lumos(model, x, y, background)
-        if use_captum and spec.captum is not None:
-            calls["captum"] = _quiet(lambda model=model, spec=spec: spec.captum(model, x, y, background))
-        times, results = time_interleaved(calls, repeats, extra_rounds=extra_rounds)
+        if use_incumbents and spec.incumbent is not None:
+            calls["incumbent"] = _quiet(lambda model=model, spec=spec: spec.incumbent(model, x, y, background))
+        try:
+            times, results = time_interleaved(calls, repeats, extra_rounds=extra_rounds)
+        except Exception as error:  # noqa: BLE001 - report and go on with the next method
+            log(f"  {spec.name:22s} FAILED: {type(error).__name__}: {str(error)[:300]}")
+            continue
         if "floor" in times:
-            floors[n_floor] = times["floor"]
+            floors[key] = times["floor"]
         n_eval = int(results["lumos"].extras["n_evaluations"])
         del results, calls
         row = Row(workload.name, spec.name, spec.settings, statistics.median(times["lumos"]), n_eval, n_floor,
-                  statistics.median(floors[n_floor]),
-                  statistics.median(times["captum"]) if "captum" in times else None,
-                  extra={"lumos_times": times["lumos"], "floor_times": floors[n_floor],
-                         "captum_times": times.get("captum")})
+                  statistics.median(floors[key]), spec.target, spec.floor_kind,
+                  spec.incumbent_library if "incumbent" in times else None,
+                  statistics.median(times["incumbent"]) if "incumbent" in times else None,
+                  extra={"lumos_times": times["lumos"], "floor_times": floors[key],
+                         "incumbent_times": times.get("incumbent")})
         rows.append(row)
-        log(f"  {spec.name:22s} {row.time_s:9.4f} s  rows {n_eval:5d}  floor ({n_floor} rows) {row.floor_s:9.4f} s"
-            f"  {row.ratio:5.2f}x" + ("" if row.captum_s is None else
-                                      f"  captum {row.captum_s:9.4f} s ({row.captum_ratio:.2f}x floor)"))
+        log(f"  {spec.name:22s} {row.time_s:9.4f} s  rows {n_eval:5d}  floor ({n_floor} rows, {spec.floor_kind}) "
+            f"{row.floor_s:9.4f} s  {row.ratio:5.2f}x" + ("" if row.incumbent_s is None else
+            f"  {row.incumbent} {row.incumbent_s:9.4f} s ({row.incumbent_ratio:.2f}x floor)"))
         gc.collect()
     return rows
 
@@ -388,7 +304,7 @@ def memory_child(library: str, n_steps: int, batch: int) -> dict[str, Any]:
             x, target=y, baseline=0.0)
         n_eval = int(explanation.extras["n_evaluations"])
     else:
-        captum_attr.IntegratedGradients(model).attribute(x, baselines=0.0, target=y, n_steps=n_steps,
+        import_incumbents()["captum"].attr.IntegratedGradients(model).attribute(x, baselines=0.0, target=y, n_steps=n_steps,
                                                          method="gausslegendre")
         n_eval = batch * n_steps
     elapsed = time.perf_counter() - start
@@ -433,7 +349,8 @@ def environment() -> dict[str, str]:
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, {platform.system()}",
         "torch": torch.__version__,
         "torch threads": str(torch.get_num_threads()),
-        "captum": getattr(captum, "__version__", "not installed"),
+        **{library: getattr(module, "__version__", "installed") if module is not None else "not installed"
+           for library, module in import_incumbents().items()},
         "lumos": lumos.__version__,
         "python": platform.python_version(),
         "memory budget": f"{lumos.config.memory_budget() / 2**30:.2f} GiB",
@@ -448,23 +365,23 @@ def markdown(rows: Sequence[Row], memory: Sequence[dict[str, Any]], env: dict[st
     lines += [f"- {key}: {value}" for key, value in env.items()]
     lines += [
         "",
-        f"Median over `rounds` timed calls after one warm-up call (floor, lumos and captum interleaved, one "
-        f"of each per round; quick calls get as many rounds as fit in {ROUND_BUDGET_S:g} s, up to {MAX_ROUNDS}). "
-        f"floor = one forward + backward of `floor rows` distinct rows in one call. "
-        f"Target: time/floor <= {TARGET_RATIO}x.",
+        f"Median over `rounds` timed calls after one warm-up call (floor, lumos and the incumbent interleaved, "
+        f"one of each per round; quick calls get as many rounds as fit in {ROUND_BUDGET_S:g} s, up to "
+        f"{MAX_ROUNDS}). floor = one forward + backward (`grad`) or one forward without gradients (`forward`) "
+        f"of `floor rows` distinct rows in one call. Each method's target ratio is in the `target` column.",
         "",
         "| workload | method | settings | rounds | lumos time | rows | floor rows | floor | time/floor | target | "
-        "captum time | captum/floor | lumos/captum |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|",
+        "incumbent | incumbent time | incumbent/floor | lumos/incumbent |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|:---:|---|---:|---:|---:|",
     ]
     for r in rows:
-        ok = "ok" if r.ratio <= TARGET_RATIO else "MISS"
-        reference = CAPTUM_REFERENCE.get((r.workload, r.method))
-        captum_ratio = _fmt_x(r.captum_ratio) + (f" (ref {reference}x)" if reference else "")
+        ok = ("ok" if r.ratio <= r.target else "MISS") + f" ({r.target}x)"
+        reference = INCUMBENT_REFERENCE.get((r.workload, r.method))
+        incumbent_ratio = _fmt_x(r.incumbent_ratio) + (f" (ref {reference}x)" if reference else "")
         lines.append(
             f"| {r.workload} | {r.method} | {r.settings} | {len(r.extra['lumos_times'])} | {_fmt_s(r.time_s)} | {r.rows} | {r.floor_rows} | "
-            f"{_fmt_s(r.floor_s)} | {_fmt_x(r.ratio)} | {ok} | {_fmt_s(r.captum_s)} | {captum_ratio} | "
-            f"{_fmt_x(r.vs_captum)} |"
+            f"{_fmt_s(r.floor_s)} ({r.floor_kind}) | {_fmt_x(r.ratio)} | {ok} | {r.incumbent or '-'} | "
+            f"{_fmt_s(r.incumbent_s)} | {incumbent_ratio} | {_fmt_x(r.vs_incumbent)} |"
         )
     if memory:
         lines += [
@@ -497,12 +414,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
     parser.add_argument("--methods", default="all",
-                        help=f"comma-separated subset of: {', '.join(method_specs())} (default: all)")
+                        help="comma-separated subset of the method names in specs.py (default: all)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed rounds per measurement after the warm-up (default: 7 small_cnn, 2 resnet18)")
     parser.add_argument("--quick", action="store_true",
                         help="one timed call per measurement and no memory check (a smoke run)")
-    parser.add_argument("--no-captum", action="store_true", help="skip the captum comparison")
+    parser.add_argument("--no-incumbents", "--no-captum", dest="no_incumbents", action="store_true",
+                        help="skip the incumbent libraries (captum, zennit, pytorch-grad-cam)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory check")
     parser.add_argument("--memory-configs", default=MEMORY_CONFIGS,
                         help="peak-memory checks as comma-separated N_STEPSxBATCH (default: %(default)s)")
@@ -536,7 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, flush=True)
 
-    specs = method_specs()
+    if "torchvision" in sys.modules:  # lumos must not depend on torchvision, even indirectly
+        log("warning: torchvision was imported by lumos or the benchmark models")
+    specs = all_specs({w.name: w.n_background for w in WORKLOADS.values()})
     if args.methods == "all":
         chosen = list(specs.values())
     else:
@@ -546,9 +466,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"unknown method(s) {unknown}; choose from {list(specs)}")
             return 2
         chosen = [specs[n] for n in names]
-    use_captum = captum_attr is not None and not args.no_captum
-    if captum_attr is None and not args.no_captum:
-        log("captum is not importable: the captum columns stay empty (pip install -e '.[bench]')")
+    use_incumbents = not args.no_incumbents
+    missing = [library for library, module in import_incumbents().items() if module is None]
+    if missing and use_incumbents:
+        log(f"not importable: {', '.join(missing)} (their columns stay empty; see benchmarks/README.md)")
     workloads = list(WORKLOADS.values()) if args.workload == "all" else [WORKLOADS[args.workload]]
 
     env = environment()
@@ -557,7 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     memory: list[dict[str, Any]] = []
     if not args.quick and not args.no_memory:
         log("peak memory: IntegratedGradients, ResNet-18-like 224x224, default budget, fresh subprocess")
-        libraries = ["lumos"] + (["captum"] if args.memory_captum and captum_attr is not None else [])
+        have_captum = import_incumbents()["captum"] is not None
+        libraries = ["lumos"] + (["captum"] if args.memory_captum and have_captum else [])
         for n_steps, batch in args.memory_configs:
             for library in libraries:
                 result = measure_memory(library, n_steps, batch, log)
@@ -567,11 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for workload in workloads:
         repeats = 1 if args.quick else (args.repeats or workload.repeats)
         log(f"{workload.name}: {workload.description}, {repeats} repeat(s) after a warm-up")
-        rows += run_workload(workload, chosen, repeats=repeats, use_captum=use_captum, log=log,
+        rows += run_workload(workload, chosen, repeats=repeats, use_incumbents=use_incumbents, log=log,
                              extra_rounds=not args.quick)
-
-    if "torchvision" in sys.modules:  # the suite must not depend on torchvision, even indirectly
-        log("warning: torchvision was imported during the benchmark")
 
     env["load average at end (1/5/15 min)"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     env["total benchmark time"] = f"{time.perf_counter() - start:.0f} s"

@@ -32,6 +32,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	# zennit and pytorch-grad-cam declare torchvision, whose PyPI build pulls another torch: install them
+	# without dependencies (benchmarks/specs.py lets torchvision's Python part load beside this torch)
+	$(BIN)/python -m pip install --quiet --no-deps -r benchmarks/incumbents.txt
 	$(BIN)/python benchmarks/run.py
 
 clean:

@@ -304,6 +304,67 @@ class DetachingNet(nn.Module):
         return self.fc(x.detach())
 
 
+class GapCNN(nn.Module):
+    """(N, 1, 8, 8) -> conv -> ReLU -> conv -> ReLU -> global average pool -> linear -> (N, 3).
+
+    The standard model of the contract tests for methods that need a spatial layer (the CAM family; ``cam``
+    itself needs the global-average-pool + linear head).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.act1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 5, 3, padding=1)
+        self.act2 = nn.ReLU()
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act2(self.conv2(self.act1(self.conv1(x))))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+def make_gap_cnn(seed: int = 0, dtype: torch.dtype = torch.float32) -> GapCNN:
+    return build(seed, GapCNN, dtype)
+
+
+class TrainModeCNN(nn.Module):
+    """GapCNN with batchnorm and dropout (the eval-mode / state-restoration contract for spatial methods)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.5)
+        self.conv2 = nn.Conv2d(4, 5, 3, padding=1)
+        self.act2 = nn.ReLU()
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act2(self.conv2(self.drop(torch.relu(self.bn(self.conv1(x))))))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+def make_train_mode_cnn(seed: int = 0) -> TrainModeCNN:
+    model = build(seed, TrainModeCNN)
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(1))
+        model.bn.running_var.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(2))
+    return model.train()
+
+
+class RaisingCNN(nn.Module):
+    """An image model whose forward raises after running its convolution (hooks may already be in place)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.conv(x)
+        raise RuntimeError("boom inside forward")
+
+
 # ---------------------------------------------------------------------------------------------- methods
 
 #: fast hyper-parameters per registered method (every method must appear here: see the contract tests)
@@ -317,6 +378,16 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "guided_backprop": {},
     "deconvolution": {},
     "gradient_shap": {"n_samples": 6},
+    "cam": {},
+    "grad_cam": {},
+    "grad_cam_plus_plus": {},
+    "xgrad_cam": {},
+    "hires_cam": {},
+    "layer_cam": {},
+    "score_cam": {},
+    "ablation_cam": {},
+    "eigen_cam": {},
+    "guided_grad_cam": {},
 }
 
 
@@ -359,8 +430,62 @@ def run_method(name: str, model: Any, inputs: Any, target: Any = None, **overrid
     return make_explainer(name, model, **overrides).explain(inputs, target, **explain_args(name, inputs))
 
 
+# ---------------------------------------------------------------------------------------------- method kinds
+
+
+class Case:
+    """The standard model, inputs and layer names the contract tests use for one kind of method.
+
+    ``"any"``: methods that explain any model (the 6 -> 8 -> 3 MLP on (N, 6) inputs); ``"spatial"``: methods
+    that need a spatial layer (the CAM family: the GAP CNN on (N, 1, 8, 8) images).
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        spatial = kind == "spatial"
+        self.sample_shape: tuple[int, ...] = (1, 8, 8) if spatial else (6,)
+        self.layers: tuple[str, ...] = ("conv1", "conv2", "head") if spatial else ("fc1", "fc2")
+        self.neuron_layer = "head" if spatial else "fc2"  # an inner/last layer for Neuron targets
+        self._model = make_gap_cnn if spatial else make_mlp
+        self._train_mode_model = make_train_mode_cnn if spatial else make_train_mode_net
+        self.raising_model: Callable[[], nn.Module] = RaisingCNN if spatial else RaisingNet
+        self.raising_layer = "conv" if spatial else "fc"
+
+    def model(self, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
+        return self._model(seed, dtype)
+
+    def train_mode_model(self) -> nn.Module:
+        return self._train_mode_model()
+
+    def image_model(self, dtype: torch.dtype = torch.float32) -> nn.Module:
+        """A CNN on (N, 1, 8, 8) images with 3 classes, for tests that need one."""
+        return make_gap_cnn(dtype=dtype) if self.kind == "spatial" else make_cnn(dtype=dtype)
+
+    def inputs(self, seed: int, n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return rand(seed, n, *self.sample_shape, dtype=dtype)
+
+    def wrong_inputs(self, seed: int, n: int) -> tuple[torch.Tensor, str]:
+        """Inputs of a shape the model cannot take, and a fragment of the model's own error message."""
+        if self.kind == "spatial":
+            return rand(seed, n, 2, 8, 8), "channels"
+        return rand(seed, n, 5), "mat1 and mat2"
+
+
+def method_kind(name: str) -> str:
+    return "spatial" if getattr(lumos.methods.get_method(name), "needs_spatial_layer", False) else "any"
+
+
+def case_for(name: str) -> Case:
+    return Case(method_kind(name))
+
+
 METHOD_NAMES = lumos.method_names()
 STOCHASTIC_METHODS = [n for n in METHOD_NAMES if lumos.methods.get_method(n).stochastic]
+#: methods that explain any model (not only models with a spatial layer)
+GENERAL_METHODS = [n for n in METHOD_NAMES if method_kind(n) == "any"]
+SPATIAL_METHODS = [n for n in METHOD_NAMES if method_kind(n) == "spatial"]
+#: methods that need gradients of the model
+GRADIENT_METHODS = [n for n in METHOD_NAMES if lumos.methods.get_method(n).requires_gradients]
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ The public API::
     e.save("ig.npz"); lumos.load("ig.npz")
 """
 
-from . import config, methods, targets
+from . import config, methods, plots, targets
 from ._version import __version__
 from .api import explain
 from .core.registry import method_info, method_names
@@ -23,43 +23,64 @@ from .errors import (
 )
 from .explanation import Explanation, load
 from .methods import (
+    CAM,
+    AblationCAM,
     Deconvolution,
+    EigenCAM,
     Explainer,
+    GradCAM,
+    GradCAMPlusPlus,
     GradientSHAP,
     GuidedBackprop,
+    GuidedGradCAM,
+    HiResCAM,
     InputXGradient,
     IntegratedGradients,
+    LayerCAM,
     NoiseTunnel,
     Saliency,
+    ScoreCAM,
     SmoothGrad,
     VarGrad,
+    XGradCAM,
 )
 
 __all__ = [
+    "AblationCAM",
+    "CAM",
     "Deconvolution",
+    "EigenCAM",
     "Explainer",
     "Explanation",
+    "GradCAM",
+    "GradCAMPlusPlus",
     "GradientSHAP",
     "GuidedBackprop",
+    "GuidedGradCAM",
+    "HiResCAM",
     "InputXGradient",
     "IntegratedGradients",
+    "LayerCAM",
     "LumosError",
     "LumosWarning",
     "ModelCallError",
     "NoiseTunnel",
     "Saliency",
+    "ScoreCAM",
     "SmoothGrad",
     "TargetError",
     "UnknownParameterError",
     "UnsupportedModelError",
     "ValidationError",
     "VarGrad",
-    "__version__",
+    "XGradCAM",
     "config",
     "explain",
     "load",
     "method_info",
     "method_names",
     "methods",
+    "plots",
     "targets",
+    "__version__",
 ]

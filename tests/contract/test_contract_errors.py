@@ -10,10 +10,14 @@ import torch
 
 import lumos
 from conftest import (
+    GENERAL_METHODS,
+    GRADIENT_METHODS,
     METHOD_NAMES,
+    SPATIAL_METHODS,
     STOCHASTIC_METHODS,
     ConstantNet,
     DetachingNet,
+    case_for,
     make_explainer,
     make_mlp,
     make_multi_input,
@@ -23,67 +27,77 @@ from conftest import (
     run_method,
 )
 
+#: gradient methods that explain any model (the token / constant-model checks below use MLP-like models)
+GENERAL_GRADIENT_METHODS = [n for n in GRADIENT_METHODS if n in GENERAL_METHODS]
+
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_input(name: str, bad: float) -> None:
-    x = rand(0, 3, 6)
-    x[1, 2] = bad
+    case = case_for(name)
+    x = case.inputs(0, 3)
+    where = (1,) + tuple(min(2, size - 1) for size in case.sample_shape)
+    x[where] = bad
     with pytest.raises(lumos.ValidationError, match="finite") as info:
-        run_method(name, make_mlp(), x, target=0)
-    assert "(1, 2)" in str(info.value)  # where the first bad value is
+        run_method(name, case.model(), x, target=0)
+    assert str(where) in str(info.value)  # where the first bad value is
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_wrong_input_shape_for_the_model(name: str) -> None:
+    case = case_for(name)
+    x, model_error = case.wrong_inputs(0, 4)
     with pytest.raises(lumos.ModelCallError) as info:
-        run_method(name, make_mlp(), rand(0, 4, 5), target=0)
+        run_method(name, case.model(), x, target=0)
     assert isinstance(info.value, lumos.LumosError)
     message = str(info.value)
-    assert re.search(r"shape \(\d+, 5\)", message), message  # the shape the model was called with
-    assert type(make_explainer(name, make_mlp())).__name__ in message  # the owner
-    assert "mat1 and mat2" in message  # the model's own error is kept
+    shape = ", ".join(str(s) for s in x.shape[1:])
+    assert re.search(rf"shape \(\d+, {shape}\)", message), message  # the shape the model was called with
+    assert type(make_explainer(name, case.model())).__name__ in message  # the owner
+    assert model_error in message  # the model's own error is kept
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 @pytest.mark.parametrize("target", [3, -1, [0, 5, 1]])
 def test_target_out_of_range(name: str, target) -> None:
+    case = case_for(name)
     with pytest.raises(lumos.TargetError, match=r"valid: 0\.\.2"):
-        run_method(name, make_mlp(), rand(0, 3, 6), target=target)
+        run_method(name, case.model(), case.inputs(0, 3), target=target)
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_target_count_must_match_the_samples(name: str) -> None:
+    case = case_for(name)
     with pytest.raises(lumos.TargetError, match=r"one int per sample \(3\)"):
-        run_method(name, make_mlp(), rand(0, 3, 6), target=[0, 1])
+        run_method(name, case.model(), case.inputs(0, 3), target=[0, 1])
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 @pytest.mark.parametrize("target", ["cat", 1.5, True, object()])
 def test_target_of_a_wrong_type(name: str, target) -> None:
+    case = case_for(name)
     with pytest.raises(lumos.TargetError):
-        run_method(name, make_mlp(), rand(0, 3, 6), target=target)
+        run_method(name, case.model(), case.inputs(0, 3), target=target)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", GENERAL_GRADIENT_METHODS)
 def test_integer_token_inputs_without_layer(name: str) -> None:
     explainer = make_explainer(name, make_token())
-    assert explainer.requires_gradients  # every registered method so far needs gradients
     ids = torch.tensor([[1, 2, 3], [4, 5, 6]])
     with pytest.raises(lumos.ValidationError, match="layer=") as info:
         explainer.explain(ids, 0, baseline=ids)
     assert "floating" in str(info.value)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", GENERAL_GRADIENT_METHODS)
 @pytest.mark.parametrize("model_class", [ConstantNet, DetachingNet])
 def test_model_whose_output_does_not_depend_on_the_input(name: str, model_class) -> None:
     with pytest.raises(lumos.UnsupportedModelError, match="does not depend"):
         run_method(name, model_class(), rand(0, 3, 6), target=0)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", GENERAL_GRADIENT_METHODS)
 def test_frozen_model_whose_output_does_not_depend_on_the_input(name: str) -> None:
     model = ConstantNet().requires_grad_(False)
     with pytest.raises(lumos.UnsupportedModelError, match="does not depend"):
@@ -104,7 +118,7 @@ def test_segmentation_output_without_a_target(name: str) -> None:
                                               ("seed", -1), ("seed", 1.0)])
 def test_bad_common_hyper_parameters(name: str, param: str, value) -> None:
     with pytest.raises(lumos.ValidationError, match=param) as info:
-        make_explainer(name, make_mlp(), **{param: value})
+        make_explainer(name, case_for(name).model(), **{param: value})
     assert repr(value) in str(info.value)
 
 
@@ -121,13 +135,15 @@ def method_specific_cases() -> list[tuple[str, str, object]]:
     ]
     for name in ("smoothgrad", "vargrad", "noise_tunnel"):
         cases += [(name, "n_samples", 0), (name, "noise_level", -1.0), (name, "noise_level", float("nan"))]
+    for name in SPATIAL_METHODS:
+        cases += [(name, "relu", "yes"), (name, "upsample", 1), (name, "reshape", "grid")]
     return cases
 
 
 @pytest.mark.parametrize(("name", "param", "value"), method_specific_cases())
 def test_bad_method_hyper_parameters(name: str, param: str, value) -> None:
     with pytest.raises(lumos.ValidationError, match=param):
-        make_explainer(name, make_mlp(), **{param: value})
+        make_explainer(name, case_for(name).model(), **{param: value})
 
 
 def test_method_specific_cases_cover_the_stochastic_methods() -> None:
@@ -137,21 +153,23 @@ def test_method_specific_cases_cover_the_stochastic_methods() -> None:
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_layer_that_is_not_in_the_model(name: str) -> None:
     cls = lumos.methods.get_method(name)
+    case = case_for(name)
     if not cls.supports_layer:
         with pytest.raises(lumos.ValidationError, match="layer="):
-            make_explainer(name, make_mlp(), layer="fc1")
+            make_explainer(name, case.model(), layer=case.layers[0])
         return
     with pytest.raises(lumos.ValidationError, match="fc3") as info:
-        run_method(name, make_mlp(), rand(0, 2, 6), target=0, layer="fc3")
-    assert "fc1" in str(info.value) and "fc2" in str(info.value)  # lists what is available
+        run_method(name, case.model(), case.inputs(0, 2), target=0, layer="fc3")
+    assert all(layer in str(info.value) for layer in case.layers)  # lists what is available
     with pytest.raises(lumos.ValidationError, match="not a submodule"):
-        run_method(name, make_mlp(), rand(0, 2, 6), target=0, layer=torch.nn.Linear(2, 2))
+        run_method(name, case.model(), case.inputs(0, 2), target=0, layer=torch.nn.Linear(2, 2))
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_unexpected_explain_argument(name: str) -> None:
+    case = case_for(name)
     with pytest.raises(lumos.ValidationError, match="n_stepz"):
-        make_explainer(name, make_mlp()).explain(rand(0, 2, 6), 0, n_stepz=3)
+        make_explainer(name, case.model()).explain(case.inputs(0, 2), 0, n_stepz=3)
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
@@ -159,7 +177,7 @@ def test_unexpected_explain_argument(name: str) -> None:
                                     np.array(1.0, dtype=np.float32)])
 def test_inputs_of_a_wrong_kind(name: str, inputs) -> None:
     with pytest.raises(lumos.ValidationError, match="inputs"):
-        run_method(name, make_mlp(), inputs, target=0)
+        run_method(name, case_for(name).model(), inputs, target=0)
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
@@ -179,3 +197,16 @@ def test_unknown_method_name_lists_the_methods() -> None:
 def test_not_a_model() -> None:
     with pytest.raises(lumos.UnsupportedModelError, match="callable"):
         lumos.Saliency("not a model")
+
+
+@pytest.mark.parametrize("name", SPATIAL_METHODS)
+def test_spatial_method_on_a_model_without_a_spatial_layer(name: str) -> None:
+    with pytest.raises(lumos.UnsupportedModelError) as info:
+        run_method(name, make_mlp(), rand(0, 2, 6), target=0)
+    assert "integrated_gradients" in str(info.value)  # says what works instead
+
+
+@pytest.mark.parametrize("name", SPATIAL_METHODS)
+def test_spatial_method_on_several_inputs(name: str) -> None:
+    with pytest.raises(lumos.ValidationError, match="one input"):
+        run_method(name, make_multi_input(), (rand(0, 3, 3), rand(1, 3, 2)), target=0)

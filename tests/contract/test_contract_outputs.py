@@ -10,11 +10,11 @@ import torch
 import lumos
 from conftest import (
     FAST_PARAMS,
+    GENERAL_METHODS,
     METHOD_NAMES,
+    case_for,
     explain_args,
-    make_cnn,
     make_explainer,
-    make_mlp,
     make_multi_input,
     method_params,
     rand,
@@ -41,7 +41,7 @@ def test_registry_metadata_is_complete() -> None:
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_torch_in_torch_out(name: str) -> None:
-    model = make_cnn()
+    model = case_for(name).image_model()
     x = rand(1, 4, 1, 8, 8)
     e = run_method(name, model, x, target=[0, 1, 2, 1])
     assert isinstance(e, lumos.Explanation)
@@ -62,18 +62,19 @@ def test_torch_in_torch_out(name: str) -> None:
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_numpy_in_numpy_out_same_values(name: str) -> None:
-    model = make_mlp()
-    x = rand(2, 5, 6)
+    case = case_for(name)
+    model = case.model()
+    x = case.inputs(2, 5)
     e_torch = run_method(name, model, x, target=1)
     e_numpy = run_method(name, model, x.numpy(), target=1)
     assert isinstance(e_numpy.attributions, np.ndarray)
-    assert e_numpy.attributions.shape == (5, 6)
+    assert e_numpy.attributions.shape == tuple(x.shape)
     assert isinstance(e_numpy.inputs, np.ndarray)
     assert np.isfinite(e_numpy.attributions).all()
     np.testing.assert_allclose(e_numpy.attributions, e_torch.attributions.numpy(), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", GENERAL_METHODS)
 def test_tuple_in_tuple_out(name: str) -> None:
     model = make_multi_input()
     a, b = rand(3, 4, 3), rand(4, 4, 2)
@@ -91,8 +92,9 @@ def test_tuple_in_tuple_out(name: str) -> None:
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_target_none_is_the_predicted_class(name: str) -> None:
-    model = make_mlp()
-    x = rand(5, 6, 6)
+    case = case_for(name)
+    model = case.model()
+    x = case.inputs(5, 6)
     with torch.no_grad():
         predicted = model(x).argmax(1)
     e_none = run_method(name, model, x, target=None)
@@ -104,8 +106,9 @@ def test_target_none_is_the_predicted_class(name: str) -> None:
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_explain_shortcut_equals_the_class(name: str) -> None:
-    model = make_mlp()
-    x = rand(6, 3, 6)
+    case = case_for(name)
+    model = case.model()
+    x = case.inputs(6, 3)
     e_short = lumos.explain(model, x, method=name, target=2, **explain_args(name, x), **method_params(name))
     e_class = make_explainer(name, model).explain(x, 2, **explain_args(name, x))
     torch.testing.assert_close(e_short.attributions, e_class.attributions, rtol=0, atol=0)

@@ -14,14 +14,12 @@ import torch
 
 import lumos
 from conftest import (
+    GENERAL_METHODS,
     METHOD_NAMES,
-    RaisingNet,
-    make_cnn,
+    case_for,
     make_explainer,
-    make_mlp,
     make_relu_styles,
     make_token,
-    make_train_mode_net,
     rand,
     run_method,
 )
@@ -30,19 +28,23 @@ from lumos.core.hooks import count_hooks
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_no_hook_left_after_a_call(name: str) -> None:
-    model = make_cnn()
+    case = case_for(name)
+    model = case.image_model()
     x = rand(0, 3, 1, 8, 8)
     calls: list[int] = []
-    model.fc.register_forward_hook(lambda m, a, o: calls.append(1))  # the user's own hook
+    last = "head" if case.kind == "spatial" else "fc"
+    getattr(model, last).register_forward_hook(lambda m, a, o: calls.append(1))  # the user's own hook
     assert count_hooks(model) == 1
-    run_method(name, model, x, target=lumos.targets.Neuron("conv", 1))
+    # a Neuron target captures an inner layer with a hook of its own (after the CAM layer for spatial methods)
+    target = lumos.targets.Neuron(last if case.kind == "spatial" else "conv", 1)
+    run_method(name, model, x, target=1 if name == "cam" else target)  # (CAM explains classes only)
     assert count_hooks(model) == 1  # ours are gone, the user's is still there ...
     calls.clear()
     model(x)
     assert calls == [1]  # ... and still works
 
 
-LAYER_METHODS = [n for n in METHOD_NAMES if lumos.methods.get_method(n).supports_layer]
+LAYER_METHODS = [n for n in GENERAL_METHODS if lumos.methods.get_method(n).supports_layer]
 
 
 @pytest.mark.parametrize("name", LAYER_METHODS)
@@ -74,18 +76,20 @@ def test_no_hook_left_when_a_layer_hook_raises(name: str) -> None:
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_no_hook_left_when_the_model_raises(name: str) -> None:
-    model = RaisingNet().train()
-    x = rand(0, 2, 6)
+    case = case_for(name)
+    model = case.raising_model().train()
+    x = case.inputs(0, 2)
     with pytest.raises(lumos.ModelCallError, match="boom inside forward"):
-        run_method(name, model, x, target=lumos.targets.Neuron("fc", 0))
+        run_method(name, model, x, target=lumos.targets.Neuron(case.raising_layer, 0))
     assert count_hooks(model) == 0
     assert all(m.training for m in model.modules())  # mode restored on the error path too
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_no_hook_left_when_the_target_is_out_of_range(name: str) -> None:
-    model = make_mlp()
-    x = rand(0, 2, 6)
+    case = case_for(name)
+    model = case.model()
+    x = case.inputs(0, 2)
     with pytest.raises(lumos.TargetError):
         run_method(name, model, x, target=3)
     assert count_hooks(model) == 0
@@ -93,12 +97,13 @@ def test_no_hook_left_when_the_target_is_out_of_range(name: str) -> None:
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_train_mode_model_is_explained_in_eval_mode_and_restored(name: str) -> None:
-    model = make_train_mode_net()
-    model.fc2.eval()  # a mixed state must come back exactly
+    case = case_for(name)
+    model = case.train_mode_model()
+    model.bn.eval()  # a mixed state must come back exactly
     modes_before = {n: m.training for n, m in model.named_modules()}
     buffers_before = {n: b.clone() for n, b in model.named_buffers()}
     eval_copy = copy.deepcopy(model).eval()
-    x = rand(3, 4, 6)
+    x = case.inputs(3, 4)
 
     e = run_method(name, model, x, target=[0, 1, 2, 0])
     expected = run_method(name, eval_copy, x, target=[0, 1, 2, 0])
@@ -112,11 +117,13 @@ def test_train_mode_model_is_explained_in_eval_mode_and_restored(name: str) -> N
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_requires_grad_flags_and_grads_are_unchanged(name: str) -> None:
-    model = make_cnn()
-    for p in model.conv.parameters():  # frozen feature extractor
+    case = case_for(name)
+    model = case.image_model()
+    first, last = (model.conv1, model.head) if case.kind == "spatial" else (model.conv, model.fc)
+    for p in first.parameters():  # frozen feature extractor
         p.requires_grad_(False)
-    existing = torch.full_like(model.fc.weight, 0.25)
-    model.fc.weight.grad = existing
+    existing = torch.full_like(last.weight, 0.25)
+    last.weight.grad = existing
     flags_before = {n: p.requires_grad for n, p in model.named_parameters()}
     params_before = {n: p.detach().clone() for n, p in model.named_parameters()}
 
@@ -124,18 +131,19 @@ def test_requires_grad_flags_and_grads_are_unchanged(name: str) -> None:
 
     assert float(e.attributions.abs().sum()) > 0  # gradients flow through frozen layers
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags_before
-    assert model.fc.weight.grad is existing
+    assert last.weight.grad is existing
     torch.testing.assert_close(existing, torch.full_like(existing, 0.25), rtol=0, atol=0)
     for n, p in model.named_parameters():
-        if p is not model.fc.weight:
+        if p is not last.weight:
             assert p.grad is None, n
         torch.testing.assert_close(p.detach(), params_before[n], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_global_rng_state_is_untouched(name: str) -> None:
-    model = make_train_mode_net()  # dropout would draw from the global RNG if it ran in train mode
-    x = rand(4, 3, 6)
+    case = case_for(name)
+    model = case.train_mode_model()  # dropout would draw from the global RNG if it ran in train mode
+    x = case.inputs(4, 3)
     torch_state = torch.get_rng_state()
     np_state = np.random.get_state()
     run_method(name, model, x, target=0)
@@ -151,8 +159,7 @@ def _stochastic() -> list[str]:
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_init_stores_configuration_only(name: str) -> None:
-    model = make_train_mode_net()
-    model.fc1.weight.grad = None
+    model = case_for(name).train_mode_model()
     calls: list[int] = []
     model.register_forward_pre_hook(lambda m, a: calls.append(1))
     make_explainer(name, model)

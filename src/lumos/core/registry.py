@@ -45,6 +45,7 @@ def method_info() -> list[dict[str, Any]]:
             "supports_layer": cls.supports_layer,
             "needs_baseline": cls.needs_baseline,
             "stochastic": cls.stochastic,
+            "needs_spatial_layer": getattr(cls, "needs_spatial_layer", False),
             "reference": cls.reference,
         })
     return rows

@@ -2,6 +2,18 @@
 
 from ..core.registry import get_method, method_info, method_names
 from .base import Explainer
+from .cam import (
+    CAM,
+    AblationCAM,
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    GuidedGradCAM,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
 from .gradient import (
     Deconvolution,
     GradientSHAP,
@@ -15,16 +27,26 @@ from .gradient import (
 )
 
 __all__ = [
+    "AblationCAM",
+    "CAM",
     "Deconvolution",
+    "EigenCAM",
     "Explainer",
+    "GradCAM",
+    "GradCAMPlusPlus",
     "GradientSHAP",
     "GuidedBackprop",
+    "GuidedGradCAM",
+    "HiResCAM",
     "InputXGradient",
     "IntegratedGradients",
+    "LayerCAM",
     "NoiseTunnel",
     "Saliency",
+    "ScoreCAM",
     "SmoothGrad",
     "VarGrad",
+    "XGradCAM",
     "get_method",
     "method_info",
     "method_names",

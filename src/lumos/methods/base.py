@@ -38,6 +38,13 @@ class Attribution:
     extras: dict[str, Any] = field(default_factory=dict)
     #: the target as resolved by the method (e.g. predicted class fixed); default: the context's target
     target: Target | None = None
+    #: where the attributions live when the method decides it (CAM maps): ``True`` the inputs' space (shape
+    #: checked against the inputs) even with ``layer=``; ``False`` the space of the layer ``layer_name`` (e.g. a
+    #: map at the layer's resolution); ``None`` as the ``layer=`` argument says
+    input_space: bool | None = None
+    #: name of the layer the method used when it chose one itself (recorded in ``Explanation.layer`` when the
+    #: attributions are in its space)
+    layer_name: str | None = None
 
 
 @dataclass
@@ -75,6 +82,8 @@ class Explainer:
     supports_layer: ClassVar[bool] = False
     needs_baseline: ClassVar[bool] = False
     stochastic: ClassVar[bool] = False
+    #: the method explains through a spatial (or token) layer of the model: CNNs and ViTs, not MLPs
+    needs_spatial_layer: ClassVar[bool] = False
     reference: ClassVar[str] = ""
 
     def __init__(self, model: Any, *, layer: nn.Module | str | None = None, output: OutputSelector = None,
@@ -179,7 +188,8 @@ class Explainer:
               names: list[str] | None) -> Explanation:
         batch = context.batch
         attributions = result.attributions
-        if self.layer is None:
+        input_space = self.layer is None if result.input_space is None else result.input_space
+        if input_space:
             for i, (a, x) in enumerate(zip(attributions, batch.tensors, strict=True)):
                 if tuple(a.shape) != tuple(x.shape):
                     raise RuntimeError(  # an internal error, not a user error
@@ -206,7 +216,7 @@ class Explainer:
             params=self.get_params(),
             target_description=target.describe(),
             seed=context.seed,
-            layer=_layer_name(context.adapter, self.layer),
+            layer=None if input_space else (result.layer_name or _layer_name(context.adapter, self.layer)),
             feature_names=names,
             extras=extras,
         )

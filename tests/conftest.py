@@ -388,7 +388,20 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "ablation_cam": {},
     "eigen_cam": {},
     "guided_grad_cam": {},
+    "deeplift": {},
+    "deep_shap": {},
+    "kernel_shap": {"n_samples": 32},
+    "permutation_shap": {"n_permutations": 2},
+    "exact_shap": {},
+    "feature_ablation": {},
+    "occlusion": {"window": 2},
+    # LRP-0 (= gradient x input on these nets): epsilon > 0 or z+ rules are not implementation-invariant
+    "lrp": {"composite": "epsilon", "epsilon": 1e-12},
 }
+
+#: methods whose explain() gets a background set as ``baseline`` in the contract tests
+BACKGROUND_METHODS = ("gradient_shap", "deep_shap", "kernel_shap", "permutation_shap", "exact_shap",
+                      "feature_ablation", "occlusion")
 
 
 def method_params(name: str, **overrides: Any) -> dict[str, Any]:
@@ -417,12 +430,33 @@ def background_for(inputs: Any, n: int = 5, seed: int = 99) -> Any:
     return rand(seed, n, *inputs.shape[1:], dtype=inputs.dtype)
 
 
+def coarse_groups(inputs: Any, n_groups: int = 8) -> Any:
+    """Feature-group ids (one sample's shape; a tuple per input) splitting the features into ``n_groups``."""
+    if isinstance(inputs, tuple):
+        sizes = [int(np.prod(x.shape[1:])) for x in inputs]
+        ids = np.arange(sum(sizes)) * n_groups // sum(sizes)
+        parts, start = [], 0
+        for x, size in zip(inputs, sizes, strict=True):
+            parts.append(ids[start:start + size].reshape(x.shape[1:]))
+            start += size
+        return tuple(parts)
+    if not isinstance(inputs, (np.ndarray, torch.Tensor)) or inputs.ndim < 2:
+        return None
+    size = int(np.prod(inputs.shape[1:]))
+    return (np.arange(size) * n_groups // size).reshape(inputs.shape[1:])
+
+
 def explain_args(name: str, inputs: Any) -> dict[str, Any]:
-    """Data arguments ``explain`` needs for method ``name`` (a background set for GradientSHAP)."""
-    cls = lumos.methods.get_method(name)
-    if cls.name == "gradient_shap":
-        return {"baseline": background_for(inputs)}
-    return {}
+    """Data arguments ``explain`` needs for method ``name``: a background set for the methods that average
+    over one, and coarse feature groups for ExactSHAP (at most 20 players)."""
+    args: dict[str, Any] = {}
+    if name in BACKGROUND_METHODS:
+        args["baseline"] = background_for(inputs)
+    if name == "exact_shap":
+        groups = coarse_groups(inputs)
+        if groups is not None:
+            args["feature_groups"] = groups
+    return args
 
 
 def run_method(name: str, model: Any, inputs: Any, target: Any = None, **overrides: Any) -> lumos.Explanation:
@@ -484,8 +518,8 @@ STOCHASTIC_METHODS = [n for n in METHOD_NAMES if lumos.methods.get_method(n).sto
 #: methods that explain any model (not only models with a spatial layer)
 GENERAL_METHODS = [n for n in METHOD_NAMES if method_kind(n) == "any"]
 SPATIAL_METHODS = [n for n in METHOD_NAMES if method_kind(n) == "spatial"]
-#: methods that need gradients of the model
-GRADIENT_METHODS = [n for n in METHOD_NAMES if lumos.methods.get_method(n).requires_gradients]
+#: methods that need gradients of the model (asked of an instance: a noise tunnel's depends on its base)
+GRADIENT_METHODS = [n for n in METHOD_NAMES if make_explainer(n, make_mlp()).requires_gradients]
 
 
 @pytest.fixture(autouse=True)

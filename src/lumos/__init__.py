@@ -11,6 +11,7 @@ The public API::
 from . import config, methods, plots, targets
 from ._version import __version__
 from .api import explain
+from .core.model import NumpyModel
 from .core.registry import method_info, method_names
 from .errors import (
     LumosError,
@@ -24,10 +25,15 @@ from .errors import (
 from .explanation import Explanation, load
 from .methods import (
     CAM,
+    LRP,
     AblationCAM,
     Deconvolution,
+    DeepLIFT,
+    DeepSHAP,
     EigenCAM,
+    ExactSHAP,
     Explainer,
+    FeatureAblation,
     GradCAM,
     GradCAMPlusPlus,
     GradientSHAP,
@@ -36,8 +42,11 @@ from .methods import (
     HiResCAM,
     InputXGradient,
     IntegratedGradients,
+    KernelSHAP,
     LayerCAM,
     NoiseTunnel,
+    Occlusion,
+    PermutationSHAP,
     Saliency,
     ScoreCAM,
     SmoothGrad,
@@ -49,9 +58,13 @@ __all__ = [
     "AblationCAM",
     "CAM",
     "Deconvolution",
+    "DeepLIFT",
+    "DeepSHAP",
     "EigenCAM",
+    "ExactSHAP",
     "Explainer",
     "Explanation",
+    "FeatureAblation",
     "GradCAM",
     "GradCAMPlusPlus",
     "GradientSHAP",
@@ -60,11 +73,16 @@ __all__ = [
     "HiResCAM",
     "InputXGradient",
     "IntegratedGradients",
+    "KernelSHAP",
+    "LRP",
     "LayerCAM",
     "LumosError",
     "LumosWarning",
     "ModelCallError",
     "NoiseTunnel",
+    "NumpyModel",
+    "Occlusion",
+    "PermutationSHAP",
     "Saliency",
     "ScoreCAM",
     "SmoothGrad",

@@ -19,7 +19,8 @@ def explain(model: Any, inputs: Any, method: str = "integrated_gradients", targe
     """Explain ``model`` at ``inputs`` with the registered ``method``.
 
     ``params`` configure the method (e.g. ``n_steps``, ``layer``, ``batch_size``, ``seed``); ``baseline``,
-    ``forward_kwargs`` and ``feature_names`` are passed to its ``explain``.
+    ``forward_kwargs``, ``feature_names`` and the method's own data arguments (``cls.data_arguments``, e.g.
+    ``feature_groups``) are passed to its ``explain``.
 
     Example::
 
@@ -27,6 +28,7 @@ def explain(model: Any, inputs: Any, method: str = "integrated_gradients", targe
         e.attributions.shape == x.shape
     """
     cls: type[Explainer] = get_method(method)
+    data = {key: params.pop(key) for key in cls.data_arguments if key in params}  # e.g. feature_groups
     explainer = cls(model, **params)
     return explainer.explain(inputs, target, baseline=baseline, forward_kwargs=forward_kwargs,
-                             feature_names=feature_names)
+                             feature_names=feature_names, **data)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import lumos
-from conftest import METHOD_NAMES, build, make_cnn, make_smooth_mlp, rand, run_method
+from conftest import GENERAL_METHODS, build, make_cnn, make_smooth_mlp, rand, run_method
 
 
 def ig(model: nn.Module, x: torch.Tensor, target=0, n_steps: int = 32, baseline=0.0, **params) -> lumos.Explanation:
@@ -112,7 +112,7 @@ class TwoPathNet(nn.Module):
         return self.second(torch.relu(self.first(x)))
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", GENERAL_METHODS)  # (the CAM family explains spatial layers)
 def test_implementation_invariance(name: str) -> None:
     """Two networks computing the same function get the same attributions (units split and permuted)."""
     original = build(7, lambda: nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)), torch.float64)
@@ -169,12 +169,18 @@ class IgnoresFeature(nn.Module):
         return self.body(torch.cat([x[:, :2], x[:, 3:]], dim=1))
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", GENERAL_METHODS)  # (the CAM family explains spatial layers)
 def test_dummy_feature_gets_zero(name: str) -> None:
     model = build(8, IgnoresFeature, torch.float64)
     x = rand(45, 5, 6, dtype=torch.float64) * 2
-    a = run_method(name, model, x, target=[0, 1, 2, 0, 1]).attributions
-    assert bool((a[:, 2] == 0).all())
+    # sampled KernelSHAP holds the dummy axiom only approximately (tests/axioms/test_axioms_shapley.py);
+    # here it runs in its exact regime (all 2^6 - 2 coalitions)
+    overrides = {"kernel_shap": {"n_samples": 64}, "occlusion": {"window": 1}}.get(name, {})
+    a = run_method(name, model, x, target=[0, 1, 2, 0, 1], **overrides).attributions
+    if lumos.methods.get_method(name).requires_gradients:
+        assert bool((a[:, 2] == 0).all())
+    else:  # differences of model outputs computed in different batches: zero up to rounding
+        torch.testing.assert_close(a[:, 2], torch.zeros_like(a[:, 2]), rtol=0, atol=1e-12)
     assert float(a.abs().sum()) > 0
 
 

@@ -9,19 +9,19 @@ import pytest
 import torch
 
 import lumos
-from conftest import METHOD_NAMES, background_for, make_cnn, make_explainer, make_segmentation, rand
+from conftest import METHOD_NAMES, case_for, explain_args, make_explainer, make_segmentation, rand
 from lumos.core.hooks import count_hooks
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def cuda_args(name: str, x) -> dict:  # noqa: ANN001
-    return {"baseline": background_for(x)} if name == "gradient_shap" else {}
+    return explain_args(name, x)
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_cuda_in_cuda_out_equals_cpu(name: str) -> None:
-    model = make_cnn(dtype=torch.float64)
+    model = case_for(name).image_model(dtype=torch.float64)
     x = rand(0, 3, 1, 8, 8, dtype=torch.float64)
     target = [0, 2, 1]
     cpu = make_explainer(name, model).explain(x, target, **cuda_args(name, x))

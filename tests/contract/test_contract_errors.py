@@ -137,6 +137,17 @@ def method_specific_cases() -> list[tuple[str, str, object]]:
         cases += [(name, "n_samples", 0), (name, "noise_level", -1.0), (name, "noise_level", float("nan"))]
     for name in SPATIAL_METHODS:
         cases += [(name, "relu", "yes"), (name, "upsample", 1), (name, "reshape", "grid")]
+    cases += [
+        ("deeplift", "rule", "linear"),
+        ("deeplift", "tolerance", -1.0),
+        ("deep_shap", "n_samples", 0),
+        ("kernel_shap", "n_samples", 0),
+        ("kernel_shap", "tol", -0.1),
+        ("permutation_shap", "n_permutations", 0),
+        ("permutation_shap", "antithetic", "yes"),
+        ("occlusion", "window", 0),
+        ("occlusion", "strides", -1),
+    ]
     return cases
 
 

@@ -155,6 +155,11 @@ class GradientEngine:
                             parameters=lambda: [*module.parameters(), *module.buffers()])
         return chunk_size(n_rows, batch_size=None, bytes_per_row=per_row)
 
+    def rows_per_call(self, n_rows: int) -> int:
+        """Rows per model call for ``n_rows`` rows: ``batch_size``, or what fits in the memory budget (the
+        per-row cost is measured once per model and input shape, with a one-row probe)."""
+        return self._chunk(n_rows)
+
     def _probe(self) -> None:
         """One row forward, with gradients on: what a gradient pass saves per row.
 
@@ -296,8 +301,81 @@ class GradientEngine:
                 chunk_grads = self._grad(score, points)
             consume(rows, chunk_grads, tuple(p.detach() for p in points))
 
+    def paired(self, n_rows: int, sample_index: torch.Tensor,
+               make_pairs: Callable[[slice], tuple[Points, Points]],
+               consume: Callable[[slice, PairedChunk], None], *,
+               baseline_pass: Callable[[], Any], input_pass: Callable[[], Any], desc: str = "gradients") -> None:
+        """Paired passes: per chunk, the baselines' forward pass, then the inputs' forward and backward pass.
+
+        ``make_pairs(rows)`` returns (inputs, baselines) of rows ``rows`` in input space; row ``r`` belongs to
+        sample ``sample_index[r]``. Both forward passes of a chunk run inside their context (``baseline_pass()``,
+        then ``input_pass()``; propagation methods record reference values in the first and use them in the
+        second), so chunking never separates an input from its baseline. The backward pass runs outside both.
+        ``consume(rows, chunk)`` receives a :class:`PairedChunk`: the attribution-space values of both (inputs
+        or the layer's output), the gradients at the inputs' values and both target scores.
+
+        The target is resolved on the inputs' output (as in :meth:`at_inputs`); with a per-row target (the
+        predicted class) rows must be one per sample (``sample_index`` = arange), else resolve it first with
+        :meth:`resolve_target`. A pair costs about two rows of a gradient pass: chunks hold half as many rows.
+        """
+        device = self.batch.tensors[0].device
+        if self.target.per_row and not torch.equal(sample_index, torch.arange(n_rows, device=sample_index.device)):
+            raise RuntimeError("GradientEngine.paired: resolve a per-row target before pairing rows with samples")
+        size = max(1, self._chunk(2 * n_rows) // 2) if self.batch_size is None else self._chunk(n_rows)
+        row_indices: list[Any] = []
+        row_target: type[Class] = Class
+        for rows in iter_chunks(n_rows, size, desc=desc, progress=self.progress):
+            index = sample_index[rows].to(device)
+            inputs, baselines = make_pairs(rows)
+            with torch.enable_grad():
+                with baseline_pass():
+                    ref_output, ref_captured, ref_leaves = self._leaf_forward(baselines, index)
+                with input_pass():
+                    output, captured, leaves = self._leaf_forward(inputs, index)
+                if self.target.per_row:
+                    chunk_target = self.target.resolve(output.detach(), owner=self.owner)
+                    local = index - rows.start
+                    score = chunk_target.score(output, local, captured)
+                    ref_score = chunk_target.score(ref_output, local, ref_captured)
+                    row_indices.append(chunk_target.indices())
+                    row_target = type(chunk_target) if isinstance(chunk_target, Class) else Class
+                else:
+                    if rows.start == 0:
+                        self.target = self.target.resolve(output.detach(), owner=self.owner, n_samples=self.batch.n)
+                    score = self._score(output, index, captured)
+                    ref_score = self._score(ref_output, index, ref_captured)
+                grads = self._grad(score, leaves)
+            consume(rows, PairedChunk(tuple(v.detach() for v in leaves), tuple(v.detach() for v in ref_leaves),
+                                      grads, score.detach(), ref_score.detach()))
+        if row_indices and all(ix is not None for ix in row_indices):
+            self.target = row_target(np.concatenate(row_indices))
+
+    def _leaf_forward(self, tensors: Points, index: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[Any, torch.Tensor], Points]:
+        """Forward with gradient leaves: the (floating) inputs, or the layer's output."""
+        if self.layer is None:
+            leaves = tuple(t.detach().requires_grad_(t.is_floating_point()) for t in tensors)
+            output, captured, _ = self._forward(leaves, index)
+            return output, captured, leaves
+        output, captured, leaf = self._forward(tensors, index, capture_layer=True)
+        return output, captured, (leaf,)
+
     def _override(self) -> Any:
         return self.override() if self.override is not None else contextlib.nullcontext()
+
+
+class PairedChunk:
+    """What :meth:`GradientEngine.paired` hands to ``consume`` for one chunk of (input, baseline) pairs."""
+
+    __slots__ = ("gradients", "reference_scores", "reference_values", "scores", "values")
+
+    def __init__(self, values: Points, reference_values: Points, gradients: Points, scores: torch.Tensor,
+                 reference_scores: torch.Tensor) -> None:
+        self.values = values
+        self.reference_values = reference_values
+        self.gradients = gradients
+        self.scores = scores
+        self.reference_scores = reference_scores
 
 
 def _capture_into(store: dict[Any, torch.Tensor], key: Any) -> Callable[..., None]:

@@ -1,11 +1,25 @@
-"""Model adapter: one interface over an ``nn.Module`` or a function on tensors.
+"""Model adapter: one interface over an ``nn.Module``, a function on tensors, or a model on numpy arrays.
 
 - picks the score tensor out of tuple/dict/Hugging Face ``ModelOutput`` results (``output=`` selector);
 - runs the model in eval mode and restores, on exit and even when the call raised, the caller's train/eval
   mode, ``requires_grad`` flags and ``.grad`` of every parameter;
 - computes on whatever device the model lives on;
 - turns errors from inside the model into a :class:`~lumos.errors.ModelCallError` that names the method and
-  the input shapes.
+  the input shapes;
+- calls models on numpy arrays (scikit-learn, XGBoost, LightGBM, any ``predict`` function): tensors are
+  converted to numpy arrays on the CPU before the call and the result back to a tensor on the inputs' device.
+
+How a numpy model is recognised (no guessing by trial calls):
+
+1. an explicit :class:`NumpyModel` wrapper: ``NumpyModel(fn)`` for any callable on numpy arrays;
+2. an estimator object that is not an ``nn.Module``, is not callable and has ``predict_proba`` or
+   ``predict`` (``predict_proba`` is used when present: class probabilities are the scores);
+3. a bound method named ``predict``, ``predict_proba``, ``predict_log_proba`` or ``decision_function`` of an
+   object that is not an ``nn.Module`` (``clf.predict_proba``, ``booster.predict``).
+
+Everything else callable is treated as a function on tensors. Numpy models are not differentiable
+(:attr:`ModelAdapter.differentiable` is ``False``): explain them with the model-agnostic methods
+(``kernel_shap``, ``permutation_shap``, ``exact_shap``, ``feature_ablation``, ``occlusion``).
 """
 
 from __future__ import annotations
@@ -22,6 +36,49 @@ from ..errors import LumosError, ModelCallError, UnsupportedModelError, Validati
 
 OutputSelector = int | str | Callable[[Any], torch.Tensor] | None
 
+#: names of bound methods recognised as numpy predict functions
+NUMPY_METHOD_NAMES = ("predict", "predict_proba", "predict_log_proba", "decision_function")
+
+
+class NumpyModel:
+    """Marks ``fn`` as a model on numpy arrays: lumos calls it with numpy arrays and converts its result.
+
+    ``fn(*arrays) -> array`` of one row (or one value) per sample. Use it for plain functions on numpy
+    arrays; estimators and their ``predict``/``predict_proba`` methods are recognised without it.
+
+    Example::
+
+        KernelSHAP(NumpyModel(lambda a: np.tanh(a).sum(1))).explain(x, baseline=background)
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        if not callable(fn):
+            raise UnsupportedModelError(f"NumpyModel: fn must be callable, got {describe_value(fn)}")
+        self.fn = fn
+
+    def __call__(self, *arrays: np.ndarray, **kwargs: Any) -> Any:
+        return self.fn(*arrays, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"NumpyModel({getattr(self.fn, '__qualname__', type(self.fn).__name__)})"
+
+
+def numpy_callable(model: Any) -> Callable[..., Any] | None:
+    """The function to call on numpy arrays when ``model`` is a numpy model (see the module doc), else ``None``."""
+    if isinstance(model, NumpyModel):
+        return model.fn
+    if isinstance(model, nn.Module):
+        return None
+    owner = getattr(model, "__self__", None)
+    if owner is not None and not isinstance(owner, nn.Module) and getattr(model, "__name__", "") in NUMPY_METHOD_NAMES:
+        return model
+    if not callable(model):
+        for name in ("predict_proba", "predict"):
+            method = getattr(model, name, None)
+            if callable(method):
+                return method
+    return None
+
 
 class ModelAdapter:
     """Wraps ``model`` for lumos methods.
@@ -35,9 +92,11 @@ class ModelAdapter:
     """
 
     def __init__(self, model: Any, *, output: OutputSelector = None, owner: str = "lumos") -> None:
-        if not callable(model):
+        self._numpy_fn = numpy_callable(model)
+        if not callable(model) and self._numpy_fn is None:
             raise UnsupportedModelError(
-                f"{owner}: model must be a torch.nn.Module or a callable, got {describe_value(model)}"
+                f"{owner}: model must be a torch.nn.Module, a callable, or an estimator with predict_proba/predict, "
+                f"got {describe_value(model)}"
             )
         if output is not None and not isinstance(output, (int, str)) and not callable(output):
             raise ValidationError(
@@ -51,6 +110,16 @@ class ModelAdapter:
     @property
     def module(self) -> nn.Module | None:
         return self.model if isinstance(self.model, nn.Module) else None
+
+    @property
+    def is_numpy(self) -> bool:
+        """Whether the model is called on numpy arrays (see the module doc for how this is decided)."""
+        return self._numpy_fn is not None
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether gradients can flow through the model (``False`` for numpy models)."""
+        return self._numpy_fn is None
 
     @property
     def device(self) -> torch.device | None:
@@ -179,7 +248,10 @@ class ModelAdapter:
     def __call__(self, inputs: tuple[torch.Tensor, ...], kwargs: Mapping[str, Any] | None = None) -> torch.Tensor:
         """Call the model on ``inputs`` and return the selected output tensor."""
         try:
-            result = self.model(*inputs, **(kwargs or {}))
+            if self._numpy_fn is not None:
+                result = self._call_numpy(inputs, kwargs)
+            else:
+                result = self.model(*inputs, **(kwargs or {}))
         except LumosError:
             raise
         except Exception as exc:  # noqa: BLE001 - re-raised with context below
@@ -189,6 +261,8 @@ class ModelAdapter:
                 f"{type(exc).__name__}: {exc}. Check that the inputs have the shape and dtype the model expects."
             ) from exc
         output = self.select_output(result)
+        if self._numpy_fn is not None and inputs and output.device != inputs[0].device:
+            output = output.to(inputs[0].device)
         if output.ndim == 0:
             raise ValidationError(
                 f"{self.owner}: the model returned a 0-d tensor; it must return one row per sample"
@@ -199,3 +273,26 @@ class ModelAdapter:
                 f"the first output dimension must be the batch"
             )
         return output
+
+    def _call_numpy(self, inputs: tuple[torch.Tensor, ...], kwargs: Mapping[str, Any] | None) -> Any:
+        """Call a numpy model: tensors to numpy arrays (CPU), a numeric result to a floating array."""
+        arrays = [t.detach().cpu().numpy() for t in inputs]
+        extra = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in (kwargs or {}).items()}
+        result = self._numpy_fn(*arrays, **extra)
+        if isinstance(result, torch.Tensor):
+            return result
+        try:
+            array = np.asarray(result)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"{self.owner}: the numpy model must return an array with one row per sample, "
+                f"got {describe_value(result)}"
+            ) from exc
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise ValidationError(
+                f"{self.owner}: the numpy model must return numbers (one row per sample), got an array of dtype "
+                f"{array.dtype}; for a classifier's labels use predict_proba"
+            )
+        if not np.issubdtype(array.dtype, np.floating):
+            array = array.astype(np.float64)
+        return np.ascontiguousarray(array)

@@ -57,3 +57,53 @@ def relu_table(apply: Callable[[torch.Tensor], torch.Tensor]) -> dict[Any, Calla
         torch.relu_: in_place,
         torch.Tensor.relu_: in_place,
     }
+
+
+# ---------------------------------------------------------------------------------------------- linear ops
+
+#: names of torch functions / tensor methods that are linear (or affine with constant terms) in each tensor
+#: argument that depends on the input, and that never mix the rows of a batch; reshapes, indexing, sums,
+#: concatenation, linear layers, convolutions, average pooling, padding and interpolation
+_LINEAR_NAMES = (
+    "add", "add_", "sub", "sub_", "subtract", "rsub", "neg", "neg_", "negative", "positive", "sum", "mean",
+    "cumsum", "flatten", "unflatten", "view", "view_as", "reshape", "reshape_as", "permute", "transpose",
+    "transpose_", "swapaxes", "swapdims", "t", "t_", "contiguous", "clone", "detach", "detach_", "squeeze",
+    "squeeze_", "unsqueeze", "unsqueeze_", "expand", "expand_as", "broadcast_to", "repeat", "repeat_interleave",
+    "tile", "narrow", "select", "index_select", "gather", "take_along_dim", "split", "split_with_sizes", "chunk",
+    "unbind", "tensor_split", "hsplit", "vsplit", "dsplit", "cat", "concat", "concatenate", "stack", "hstack",
+    "vstack", "dstack", "flip", "fliplr", "flipud", "roll", "rot90", "movedim", "moveaxis", "diagonal", "diag",
+    "diag_embed", "tril", "triu", "trace", "masked_fill", "masked_fill_", "where", "index_add", "index_add_",
+    "index_copy", "index_copy_", "scatter", "scatter_", "scatter_add", "scatter_add_", "index_put", "index_put_",
+    "copy_", "zero_", "fill_", "type_as", "to", "float", "double", "half", "bfloat16", "type", "cpu", "cuda",
+    "unfold", "ravel", "atleast_1d", "atleast_2d", "atleast_3d", "requires_grad_", "retain_grad", "real",
+    "__add__", "__radd__", "__iadd__", "__sub__", "__rsub__", "__isub__", "__neg__", "__pos__", "__getitem__",
+    "__setitem__", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "avg_pool1d", "adaptive_avg_pool1d",
+)
+_FUNCTIONAL_LINEAR_NAMES = (
+    "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "pad", "interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "pixel_shuffle", "pixel_unshuffle",
+    "channel_shuffle", "fold", "unfold", "embedding", "identity",
+)
+
+
+def linear_ops() -> frozenset[Any]:
+    """The torch functions and tensor methods that are linear in their input-dependent tensor arguments.
+
+    Used by propagation methods (DeepLIFT) as an explicit allow-list: their ordinary gradient is exact for a
+    difference-from-reference decomposition. Multiplication, division and matrix products are not in it (they
+    are linear only when one operand is constant, which the methods check per call).
+    """
+    found: set[Any] = set()
+    for name in _LINEAR_NAMES:
+        for owner in (torch, torch.Tensor):
+            func = getattr(owner, name, None)
+            if func is not None and not isinstance(func, type):
+                found.add(func)
+    for name in _FUNCTIONAL_LINEAR_NAMES:
+        for owner in (F, torch._C._nn):
+            func = getattr(owner, name, None)
+            if func is not None:
+                found.add(func)
+    return frozenset(found)

@@ -25,13 +25,20 @@ from .gradient import (
     SmoothGrad,
     VarGrad,
 )
+from .perturbation import FeatureAblation, Occlusion
+from .propagation import LRP, DeepLIFT, DeepSHAP
+from .shapley import ExactSHAP, KernelSHAP, PermutationSHAP
 
 __all__ = [
     "AblationCAM",
     "CAM",
     "Deconvolution",
+    "DeepLIFT",
+    "DeepSHAP",
     "EigenCAM",
+    "ExactSHAP",
     "Explainer",
+    "FeatureAblation",
     "GradCAM",
     "GradCAMPlusPlus",
     "GradientSHAP",
@@ -40,8 +47,12 @@ __all__ = [
     "HiResCAM",
     "InputXGradient",
     "IntegratedGradients",
+    "KernelSHAP",
+    "LRP",
     "LayerCAM",
     "NoiseTunnel",
+    "Occlusion",
+    "PermutationSHAP",
     "Saliency",
     "ScoreCAM",
     "SmoothGrad",

@@ -24,7 +24,13 @@ from ..core.inputs import InputBatch, all_finite, prepare_forward_kwargs, prepar
 from ..core.model import ModelAdapter, OutputSelector
 from ..core.seeding import resolve_seed
 from ..core.targets import Target, as_target
-from ..errors import LumosWarning, UnknownParameterError, ValidationError
+from ..errors import (
+    LumosWarning,
+    UnknownParameterError,
+    UnsupportedModelError,
+    ValidationError,
+    describe_value,
+)
 from ..explanation import Explanation, stack_names
 
 
@@ -84,6 +90,8 @@ class Explainer:
     stochastic: ClassVar[bool] = False
     #: the method explains through a spatial (or token) layer of the model: CNNs and ViTs, not MLPs
     needs_spatial_layer: ClassVar[bool] = False
+    #: extra keyword arguments ``explain`` accepts besides the common ones (e.g. ``feature_groups``)
+    data_arguments: ClassVar[tuple[str, ...]] = ()
     reference: ClassVar[str] = ""
 
     def __init__(self, model: Any, *, layer: nn.Module | str | None = None, output: OutputSelector = None,
@@ -150,6 +158,11 @@ class Explainer:
         """
         owner = self._owner()
         adapter = self.adapter
+        if self.requires_gradients and not adapter.differentiable:
+            raise UnsupportedModelError(
+                f"{owner}: {describe_value(self.model)} is a numpy model (no gradients); use a model-agnostic "
+                f"method instead: kernel_shap, permutation_shap, exact_shap, feature_ablation or occlusion"
+            )
         device = adapter.device
         batch = prepare_inputs(inputs, owner=owner, device=device, float_dtype=adapter.float_dtype)
         if self.requires_gradients and self.layer is None and not batch.is_floating:
@@ -169,9 +182,11 @@ class Explainer:
         return self._wrap(context, result, names)
 
     def _check_data_args(self, context: ExplainContext) -> None:
-        if context.data_args:
+        unknown = sorted(set(context.data_args) - set(self.data_arguments))
+        if unknown:
+            accepted = ", ".join(["baseline", *self.data_arguments, "forward_kwargs", "feature_names"])
             raise ValidationError(
-                f"{self._owner()}.explain: unexpected argument(s) {sorted(context.data_args)}"
+                f"{self._owner()}.explain: unexpected argument(s) {unknown}; accepted: {accepted}"
             )
 
     def _attribute(self, context: ExplainContext) -> Attribution:

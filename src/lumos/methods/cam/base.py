@@ -270,4 +270,4 @@ def rows_per_call(engine: GradientEngine, n_rows: int) -> int:
 
     Uses the engine's own chunking, so results and memory behave as in every other lumos method.
     """
-    return engine._chunk(n_rows)  # noqa: SLF001 - see the report: a public GradientEngine.rows_per_call is wanted
+    return engine.rows_per_call(n_rows)

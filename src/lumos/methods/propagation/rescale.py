@@ -1,0 +1,722 @@
+"""DeepLIFT's per-operation rules as autograd Functions.
+
+Each Function takes the operation's input for the explained inputs (``z``, part of the autograd graph) and
+the same operation's input recorded during the baseline pass (``z_ref``, a constant), computes the operation
+normally in the forward pass, and passes back *multipliers* instead of gradients, so that
+``sum(multiplier * (z - z_ref)) = f(z) - f(z_ref)`` for every operation (summation-to-delta):
+
+- :class:`Rescale` (Shrikumar et al. 2017, sec. 3.5.2): elementwise nonlinearities,
+  ``m = (f(z) - f(z')) / (z - z')``, and ``f'(z)`` where ``|z - z'|`` is at rounding level;
+- :class:`MaxPoolRoute`: max pooling. Each window's output difference ``y - y'`` is routed to one position:
+  the input's winner or the baseline's winner, whichever has the larger ``|z - z'|``, and divided by
+  ``z - z'`` there. Since ``dz[baseline winner] <= y - y' <= dz[input winner]``, the multiplier lies in
+  [-1, 1] and the window's difference is conserved exactly (``y = y'`` when both differences are 0);
+- :class:`Bilinear`: products of two input-dependent tensors (``a * b``, ``a @ b``, attention scores),
+  ``ab - a'b' = ((a + a') / 2) (b - b') + (a - a') ((b + b') / 2)``: the Shapley split of a product of two
+  players, exact;
+- :class:`PathJacobian`: softmax, log-softmax and normalisers (LayerNorm, GroupNorm, RMSNorm, ...): the
+  operation's Jacobian averaged along the straight line from ``z'`` to ``z`` (Gauss-Legendre, 16 nodes),
+  exact up to the quadrature error, which the summation check reports.
+
+:class:`BaselineOp` is the baseline pass's version of every rule: it computes the operation without a graph
+(the baseline needs no gradient) while keeping the output marked as input-dependent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.autograd import Function
+
+#: Gauss-Legendre nodes on [0, 1] for :class:`PathJacobian`
+PATH_STEPS = 16
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(PATH_STEPS)
+_NODES = ((_NODES + 1.0) / 2.0).tolist()
+_WEIGHTS = (_WEIGHTS / 2.0).tolist()
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+# ---------------------------------------------------------------------------------------------- derivatives
+
+
+def _relu_derivative(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (z > 0).to(z.dtype)
+
+
+def _sigmoid_derivative(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return y * (1 - y)
+
+
+def _tanh_derivative(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return 1 - y * y
+
+
+def _silu_derivative(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
+def _gelu_derivative(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1 + torch.erf(z * _SQRT_HALF)) + z * torch.exp(-0.5 * z * z) * _INV_SQRT_2PI
+
+
+def autograd_derivative(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """``f'(z)`` of an elementwise ``fn`` by autograd (the generic fallback)."""
+    with torch.enable_grad():
+        leaf = z.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(fn(leaf).sum(), leaf)
+    return grad
+
+
+# ---------------------------------------------------------------------------------------------- Functions
+
+
+class BaselineOp(Function):
+    """``fn(*tensors)`` without a graph; the output stays marked as depending on the input (requires_grad)."""
+
+    @staticmethod
+    def forward(ctx: Any, fn: Callable[..., Any], *tensors: torch.Tensor) -> Any:  # noqa: D102
+        out = fn(*tensors)
+        if isinstance(out, tuple):
+            ctx.mark_non_differentiable(*[t for t in out if not t.is_floating_point()])
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:  # noqa: D102
+        raise RuntimeError("lumos DeepLIFT: the baseline pass has no backward pass")
+
+
+class Rescale(Function):
+    """Elementwise ``y = fn(z)``; backward passes ``g * m``, ``m = (fn(z) - fn(z')) / (z - z')``.
+
+    Where ``|z - z'| <= sqrt(eps) |z|`` (a difference at rounding level), ``m = f'(z)`` (``derivative(z, y)``,
+    or autograd when ``derivative`` is None); the error this adds to the summation is ``O(f'' dz^2)``, at
+    rounding level too. For ReLU (``fn is torch.relu``) a leaner path: ``m = 1[z > 0]`` only where ``z = z'``
+    (elsewhere the quotient is exactly 1 or 0 when both sides agree, and in [0, 1] when they do not).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, z_ref: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor],
+                derivative: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None) -> torch.Tensor:  # noqa: D102
+        y = fn(z)
+        dz = z - z_ref
+        m = (y - fn(z_ref)).div_(dz)
+        if fn is torch.relu:
+            m = torch.where(dz != 0, m, (z > 0).to(m.dtype))
+        else:
+            small = dz.abs_() <= z.abs().mul_(_SQRT_EPS[z.dtype] if z.dtype in _SQRT_EPS else 1e-4)
+            slope = derivative(z, y) if derivative is not None else autograd_derivative(fn, z)
+            m = torch.where(small, slope, m)
+        ctx.save_for_backward(m)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:  # noqa: D102
+        (m,) = ctx.saved_tensors
+        return grad * m, None, None, None
+
+
+_SQRT_EPS = {dtype: math.sqrt(torch.finfo(dtype).eps) for dtype in (torch.float16, torch.bfloat16, torch.float32,
+                                                                     torch.float64)}
+
+
+class MaxPoolRoute(Function):
+    """Max pooling ``(y, idx) = pool(z)`` whose backward routes ``g * (y - y') / dz`` to one position per window.
+
+    ``pool`` returns values and flat indices into the last ``n_spatial`` dimensions (as
+    ``max_pool2d_with_indices`` does); ``y_ref, idx_ref`` are the baseline's.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, z_ref: torch.Tensor, y_ref: torch.Tensor, idx_ref: torch.Tensor,
+                pool: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], n_spatial: int) -> Any:  # noqa: D102
+        y, idx = pool(z)
+        dz = (z - z_ref).flatten(-n_spatial)
+        at_input = idx.flatten(-n_spatial)
+        at_ref = idx_ref.flatten(-n_spatial)
+        dz_input = dz.gather(-1, at_input)
+        dz_ref = dz.gather(-1, at_ref)
+        use_input = dz_input.abs() >= dz_ref.abs()
+        route = torch.where(use_input, at_input, at_ref)
+        denominator = torch.where(use_input, dz_input, dz_ref)
+        dy = (y - y_ref).flatten(-n_spatial)
+        m = torch.where(denominator == 0, 1.0, dy.div_(denominator))
+        ctx.save_for_backward(route, m)
+        ctx.flat_shape = dz.shape
+        ctx.shape = z.shape
+        ctx.n_spatial = n_spatial
+        ctx.mark_non_differentiable(idx)
+        return y, idx
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor, grad_idx: Any) -> Any:  # noqa: D102
+        route, m = ctx.saved_tensors
+        flat = grad.flatten(-ctx.n_spatial) * m
+        out = torch.zeros(ctx.flat_shape, dtype=grad.dtype, device=grad.device).scatter_add_(-1, route, flat)
+        return out.view(ctx.shape), None, None, None, None, None
+
+
+class Bilinear(Function):
+    """``y = fn(a, b)`` for ``fn`` bilinear; backward: ``vjp`` of ``fn(., (b + b')/2)`` and ``fn((a + a')/2, .)``."""
+
+    @staticmethod
+    def forward(ctx: Any, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: torch.Tensor,
+                b: torch.Tensor, a_ref: torch.Tensor, b_ref: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.fn = fn
+        ctx.save_for_backward((a + a_ref) * 0.5, (b + b_ref) * 0.5)
+        return fn(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:  # noqa: D102
+        a_mid, b_mid = ctx.saved_tensors
+        with torch.enable_grad():
+            a_leaf = a_mid.detach().requires_grad_(True)
+            b_leaf = b_mid.detach().requires_grad_(True)
+            out = ctx.fn(a_leaf, b_mid) + ctx.fn(a_mid, b_leaf)
+            grad_a, grad_b = torch.autograd.grad(out, (a_leaf, b_leaf), grad)
+        return None, grad_a, grad_b, None, None
+
+
+class PathJacobian(Function):
+    """``y = fn(z)``; backward: the path-averaged Jacobian plus a rank-one correction that makes it exact.
+
+    ``J = sum_k w_k J_fn(z' + t_k (z - z'))`` (Gauss-Legendre on [0, 1]) approximates the average Jacobian
+    along the segment, whose product with ``dz = z - z'`` is exactly ``dy = fn(z) - fn(z')``. The quadrature
+    error ``r = dy - J dz`` is added back along ``dz`` within each slice the operation normalises over
+    (``dims``: the softmax dimension, the LayerNorm's trailing dimensions, a sample's channels for GroupNorm):
+    ``M = J + r dz^T / |dz|^2``, so ``M dz = dy`` exactly. The backward only needs ``J^T g``:
+    ``M^T g = J^T g + dz (dy . g - dz . J^T g) / |dz|^2`` (dot products over ``dims``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, z_ref: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor],
+                dims: tuple[int, ...]) -> torch.Tensor:  # noqa: D102
+        y = fn(z)
+        ctx.fn = fn
+        ctx.dims = dims
+        ctx.save_for_backward(z, z_ref, y - fn(z_ref))
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:  # noqa: D102
+        z, z_ref, dy = ctx.saved_tensors
+        dz = z - z_ref
+        total = torch.zeros_like(z)
+        with torch.enable_grad():
+            for t, w in zip(_NODES, _WEIGHTS, strict=True):
+                point = torch.add(z_ref, dz, alpha=t).requires_grad_(True)
+                (g,) = torch.autograd.grad(ctx.fn(point), point, grad)
+                total.add_(g, alpha=w)
+        dims = ctx.dims
+        residual = (dy * grad).sum(dims, keepdim=True) - (dz * total).sum(dims, keepdim=True)
+        norm = (dz * dz).sum(dims, keepdim=True)
+        scale = torch.where(norm > 0, residual / torch.where(norm > 0, norm, torch.ones_like(norm)),
+                            torch.zeros_like(norm))
+        return total + scale * dz, None, None, None
+
+
+# ---------------------------------------------------------------------------------------------- op table
+
+import sys  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from functools import partial  # noqa: E402
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.overrides import TorchFunctionMode  # noqa: E402
+
+from ...core.op_override import linear_ops  # noqa: E402
+from ...errors import UnsupportedModelError  # noqa: E402
+
+#: methods suggested when a model uses an operation DeepLIFT has no rule for
+ALTERNATIVES = "integrated_gradients or gradient_shap (any differentiable model), or occlusion / kernel_shap"
+
+Handler = Callable[["DeepLiftRules", Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+def _grad_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.requires_grad
+
+
+class _Elementwise:
+    """An elementwise nonlinearity spelled by ``func``: its out-of-place form and where ``inplace`` sits."""
+
+    __slots__ = ("derivative", "fn", "inplace_pos", "always_inplace")
+
+    def __init__(self, fn: Callable[..., torch.Tensor], inplace_pos: int | None = None, *,
+                 always_inplace: bool = False,
+                 derivative: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
+        self.fn = fn
+        self.inplace_pos = inplace_pos
+        self.always_inplace = always_inplace
+        self.derivative = derivative
+
+    def split(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, tuple[Any, ...], dict[str, Any]]:
+        """(in place?, the other positional arguments, keyword arguments) without the ``inplace`` flag."""
+        if self.always_inplace:
+            return True, args[1:], kwargs
+        if "inplace" in kwargs:
+            rest = {k: v for k, v in kwargs.items() if k != "inplace"}
+            return bool(kwargs["inplace"]), args[1:], rest
+        pos = self.inplace_pos
+        if pos is not None and len(args) > pos:
+            return bool(args[pos]), args[1:pos] + args[pos + 1:], kwargs
+        return False, args[1:], kwargs
+
+
+def _elementwise(spec: _Elementwise, mode: DeepLiftRules, func: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> Any:
+    z = args[0]
+    if not _grad_tensor(z):
+        return func(*args, **kwargs)
+    inplace, rest, kw = spec.split(args, kwargs)
+    fn = _bind(spec.fn, rest, kw)
+    if mode.replaying:
+        (z_ref,) = mode.replay(z, func)
+        y = Rescale.apply(z, z_ref, fn, spec.derivative)
+    else:
+        mode.record(z.clone() if inplace else z)
+        y = BaselineOp.apply(fn, z)
+    if inplace:
+        z.copy_(y)
+        return z
+    return y
+
+
+def _bind(fn: Callable[..., Any], rest: tuple[Any, ...], kw: dict[str, Any]) -> Callable[[torch.Tensor], Any]:
+    if not rest and not kw:
+        return fn
+    return lambda t: fn(t, *rest, **kw)
+
+
+class _MaxPool:
+    """Max pooling spelled by ``func``: ``with_indices(z, *args)`` returns (values, indices)."""
+
+    __slots__ = ("n_spatial", "return_pos", "returns_indices", "with_indices")
+
+    def __init__(self, with_indices: Callable[..., Any], n_spatial: int, return_pos: int | None,
+                 returns_indices: bool = False) -> None:
+        self.with_indices = with_indices
+        self.n_spatial = n_spatial
+        self.return_pos = return_pos
+        self.returns_indices = returns_indices
+
+
+def _max_pool(spec: _MaxPool, mode: DeepLiftRules, func: Any, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+    z = args[0]
+    if not _grad_tensor(z):
+        return func(*args, **kwargs)
+    wants_indices = spec.returns_indices
+    kw = dict(kwargs)
+    if "return_indices" in kw:
+        wants_indices = wants_indices or bool(kw.pop("return_indices"))
+    rest = args[1:]
+    if spec.return_pos is not None and len(args) > spec.return_pos:
+        wants_indices = wants_indices or bool(args[spec.return_pos])
+        rest = args[1:spec.return_pos]
+    pool = _bind(spec.with_indices, rest, kw)
+    if mode.replaying:
+        z_ref, y_ref, idx_ref = mode.replay(z, func)
+        y, idx = MaxPoolRoute.apply(z, z_ref, y_ref, idx_ref, pool, spec.n_spatial)
+    else:
+        y, idx = BaselineOp.apply(pool, z)
+        mode.record(z, y.detach(), idx)
+    return (y, idx) if wants_indices else y
+
+
+def _bilinear_call(mode: DeepLiftRules, func: Any, fn: Callable[[torch.Tensor, torch.Tensor], Any],
+                   a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if mode.replaying:
+        a_ref, b_ref = mode.replay(a, func, b)
+        return Bilinear.apply(fn, a, b, a_ref, b_ref)
+    mode.record(a, b)
+    return BaselineOp.apply(fn, a, b)
+
+
+def _product(inplace: bool, mode: DeepLiftRules, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``a * b`` / ``a @ b``: linear unless both operands depend on the input (then :class:`Bilinear`)."""
+    if len(args) < 2 or not (_grad_tensor(args[0]) and _grad_tensor(args[1])) or len(args) > 2 or kwargs:
+        return func(*args, **kwargs)
+    a, b = args
+    fn = _OUT_OF_PLACE_PRODUCT.get(func, func)
+    y = _bilinear_call(mode, func, fn, a, b)
+    if inplace:
+        a.copy_(y)
+        return a
+    return y
+
+
+def _einsum(mode: DeepLiftRules, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    equation, operands = args[0], args[1:]
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    dependent = [i for i, t in enumerate(operands) if _grad_tensor(t)]
+    if len(dependent) <= 1:
+        return func(*args, **kwargs)
+    if len(operands) != 2:
+        raise mode.unsupported(func, "an einsum of more than two input-dependent tensors")
+    return _bilinear_call(mode, func, lambda a, b: torch.einsum(equation, a, b), operands[0], operands[1])
+
+
+def _divide(mode: DeepLiftRules, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``a / b``: linear in ``a`` for a constant ``b``; no rule for an input-dependent denominator."""
+    denominator = args[1] if len(args) > 1 else kwargs.get("other")
+    if _grad_tensor(denominator):
+        raise mode.unsupported(func, "a division by an input-dependent tensor")
+    return func(*args, **kwargs)
+
+
+def _reverse_divide(mode: DeepLiftRules, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if _grad_tensor(args[0]):
+        raise mode.unsupported(func, "a division by an input-dependent tensor")
+    return func(*args, **kwargs)
+
+
+def _path(dims_of: Callable[[torch.Tensor, tuple[Any, ...], dict[str, Any]], tuple[int, ...]],
+          mode: DeepLiftRules, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    z = args[0]
+    if not _grad_tensor(z):
+        return func(*args, **kwargs)
+    rest = args[1:]
+    fn = lambda t: func(t, *rest, **kwargs)  # noqa: E731
+    if mode.replaying:
+        (z_ref,) = mode.replay(z, func)
+        return PathJacobian.apply(z, z_ref, fn, dims_of(z, args, kwargs))
+    mode.record(z)
+    return BaselineOp.apply(fn, z)
+
+
+def _dim_of(name: str, default: int | None) -> Callable[[torch.Tensor, tuple[Any, ...], dict[str, Any]], tuple[int, ...]]:
+    """Slices of softmax / normalize: the one dimension ``dim`` (second positional argument)."""
+
+    def dims(z: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, ...]:
+        dim = kwargs.get(name, args[1] if len(args) > 1 and isinstance(args[1], int) else default)
+        if dim is None:  # softmax's legacy implicit dimension: normalise over the whole row
+            return tuple(range(1, z.ndim)) or (0,)
+        return (dim % z.ndim,)
+
+    return dims
+
+
+def _trailing(z: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, ...]:
+    """Slices of layer_norm / rms_norm: the trailing ``normalized_shape`` dimensions."""
+    shape = kwargs.get("normalized_shape", args[1] if len(args) > 1 else (z.shape[-1],))
+    count = 1 if isinstance(shape, int) else len(shape)
+    return tuple(range(z.ndim - count, z.ndim))
+
+
+def _per_sample(z: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, ...]:
+    """Slices of group / instance / local response norm: everything but the batch dimension."""
+    return tuple(range(1, z.ndim)) or (0,)
+
+
+def _batch_norm(mode: DeepLiftRules, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    training = kwargs.get("training", args[5] if len(args) > 5 else False)
+    if training and _grad_tensor(args[0]):
+        raise mode.unsupported(func, "batch normalisation with batch statistics (mixes the samples)")
+    return func(*args, **kwargs)
+
+
+def _dropout(position: int, mode: DeepLiftRules, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    training = kwargs.get("training", kwargs.get("train", args[position] if len(args) > position else True))
+    p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+    if training and p > 0 and _grad_tensor(args[0]):
+        raise mode.unsupported(func, "dropout in training mode (random)")
+    return func(*args, **kwargs)
+
+
+def _attention(mode: DeepLiftRules, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``scaled_dot_product_attention`` decomposed into matmul -> softmax -> matmul under the rules."""
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+    bound = dict(zip(names, args, strict=False))
+    bound.update(kwargs)
+    q, k, v = bound["query"], bound["key"], bound["value"]
+    if not any(_grad_tensor(t) for t in (q, k, v)):
+        return func(*args, **kwargs)
+    if bound.get("dropout_p", 0.0) or bound.get("enable_gqa", False):
+        raise mode.unsupported(func, "attention with dropout_p > 0 or enable_gqa")
+    scale = bound.get("scale")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    mask = bound.get("attn_mask")
+    with mode:
+        scores = torch.matmul(q, k.transpose(-2, -1)) * scale
+        length, source = scores.shape[-2], scores.shape[-1]
+        if bound.get("is_causal", False):
+            causal = torch.ones(length, source, dtype=torch.bool, device=q.device).tril()
+            scores = scores.masked_fill(~causal, float("-inf"))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+# the table, built once: torch function -> handler(mode, func, args, kwargs)
+_OUT_OF_PLACE_PRODUCT: dict[Any, Any] = {}
+HANDLERS: dict[Any, Handler] = {}
+
+
+def _add(funcs: Any, handler: Handler) -> None:
+    for func in funcs if isinstance(funcs, (list, tuple)) else (funcs,):
+        if func is not None:
+            HANDLERS[func] = handler
+
+
+def _elementwise_entries() -> None:
+    T, nnf = torch.Tensor, torch._C._nn
+    d_relu, d_sig, d_tanh = _relu_derivative, _sigmoid_derivative, _tanh_derivative
+    entries: list[tuple[Any, _Elementwise]] = [
+        (F.relu, _Elementwise(torch.relu, 1, derivative=d_relu)),
+        (torch.relu, _Elementwise(torch.relu, derivative=d_relu)),
+        (T.relu, _Elementwise(torch.relu, derivative=d_relu)),
+        (torch.relu_, _Elementwise(torch.relu, always_inplace=True, derivative=d_relu)),
+        (T.relu_, _Elementwise(torch.relu, always_inplace=True, derivative=d_relu)),
+        (F.leaky_relu, _Elementwise(F.leaky_relu, 2)),
+        (nnf.leaky_relu_, _Elementwise(F.leaky_relu, always_inplace=True)),
+        (F.elu, _Elementwise(F.elu, 2)),
+        (nnf.elu_, _Elementwise(F.elu, always_inplace=True)),
+        (F.selu, _Elementwise(F.selu, 1)),
+        (getattr(torch, "selu_", None), _Elementwise(F.selu, always_inplace=True)),
+        (F.celu, _Elementwise(F.celu, 2)),
+        (F.softplus, _Elementwise(F.softplus)),
+        (F.gelu, _Elementwise(F.gelu)),
+        (F.silu, _Elementwise(F.silu, 1, derivative=_silu_derivative)),
+        (F.mish, _Elementwise(F.mish, 1)),
+        (F.hardtanh, _Elementwise(F.hardtanh, 3)),
+        (nnf.hardtanh_, _Elementwise(F.hardtanh, always_inplace=True)),
+        (F.relu6, _Elementwise(F.relu6, 1)),
+        (F.hardswish, _Elementwise(F.hardswish, 1)),
+        (F.hardsigmoid, _Elementwise(F.hardsigmoid, 1)),
+        (F.softsign, _Elementwise(F.softsign)),
+        (F.logsigmoid, _Elementwise(F.logsigmoid)),
+        (F.threshold, _Elementwise(F.threshold, 3)),
+        (torch.threshold_, _Elementwise(F.threshold, always_inplace=True)),
+        (F.sigmoid, _Elementwise(torch.sigmoid, derivative=d_sig)),
+        (torch.sigmoid, _Elementwise(torch.sigmoid, derivative=d_sig)),
+        (T.sigmoid, _Elementwise(torch.sigmoid, derivative=d_sig)),
+        (torch.sigmoid_, _Elementwise(torch.sigmoid, always_inplace=True, derivative=d_sig)),
+        (T.sigmoid_, _Elementwise(torch.sigmoid, always_inplace=True, derivative=d_sig)),
+        (F.tanh, _Elementwise(torch.tanh, derivative=d_tanh)),
+        (torch.tanh, _Elementwise(torch.tanh, derivative=d_tanh)),
+        (T.tanh, _Elementwise(torch.tanh, derivative=d_tanh)),
+        (torch.tanh_, _Elementwise(torch.tanh, always_inplace=True, derivative=d_tanh)),
+        (T.tanh_, _Elementwise(torch.tanh, always_inplace=True, derivative=d_tanh)),
+        (torch.clamp, _Elementwise(torch.clamp)), (T.clamp, _Elementwise(torch.clamp)),
+        (torch.clip, _Elementwise(torch.clamp)), (T.clip, _Elementwise(torch.clamp)),
+        (T.clamp_, _Elementwise(torch.clamp, always_inplace=True)),
+        (torch.clamp_min, _Elementwise(torch.clamp_min)), (T.clamp_min, _Elementwise(torch.clamp_min)),
+        (torch.clamp_max, _Elementwise(torch.clamp_max)), (T.clamp_max, _Elementwise(torch.clamp_max)),
+    ]
+    for func, spec in entries:
+        _add(func, partial(_elementwise, spec))
+    # gelu through torch._C._nn (F.gelu is that builtin): exact-erf derivative only for approximate="none"
+    gelu = _Elementwise(F.gelu)
+    gelu_exact = _Elementwise(F.gelu, derivative=_gelu_derivative)
+
+    def gelu_handler(mode: DeepLiftRules, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        exact = kwargs.get("approximate", args[1] if len(args) > 1 else "none") == "none"
+        return _elementwise(gelu_exact if exact else gelu, mode, func, args, kwargs)
+
+    _add(F.gelu, gelu_handler)
+
+
+def _other_entries() -> None:
+    T = torch.Tensor
+    for k in (1, 2, 3):
+        with_indices = getattr(F, f"max_pool{k}d_with_indices")
+        _add(getattr(F, f"max_pool{k}d"), partial(_max_pool, _MaxPool(with_indices, k, 6)))
+        _add(with_indices, partial(_max_pool, _MaxPool(with_indices, k, None, returns_indices=True)))
+        _add(getattr(torch, f"max_pool{k}d", None), partial(_max_pool, _MaxPool(with_indices, k, None)))
+        adaptive = getattr(F, f"adaptive_max_pool{k}d_with_indices")
+        _add(getattr(F, f"adaptive_max_pool{k}d"), partial(_max_pool, _MaxPool(adaptive, k, 2)))
+        _add(adaptive, partial(_max_pool, _MaxPool(adaptive, k, None, returns_indices=True)))
+    for func in (torch.mul, T.mul, torch.multiply, T.multiply, T.__mul__, T.__rmul__, torch.matmul, T.matmul,
+                 T.__matmul__, torch.mm, T.mm, torch.bmm, T.bmm, torch.mv, T.mv, torch.outer, T.outer, torch.inner,
+                 T.inner, torch.dot, T.dot):
+        _add(func, partial(_product, False))
+    for func in (T.mul_, T.__imul__):
+        _add(func, partial(_product, True))
+        _OUT_OF_PLACE_PRODUCT[func] = torch.mul
+    _OUT_OF_PLACE_PRODUCT[T.__rmul__] = lambda a, b: torch.mul(b, a)
+    _OUT_OF_PLACE_PRODUCT[getattr(T, "__rmatmul__", None)] = lambda a, b: torch.matmul(b, a)
+    _add(getattr(T, "__rmatmul__", None), partial(_product, False))
+    _add(torch.einsum, _einsum)
+    for func in (torch.div, T.div, torch.divide, T.divide, torch.true_divide, T.true_divide, T.__truediv__,
+                 T.div_, T.__itruediv__, getattr(T, "__div__", None), getattr(T, "__idiv__", None)):
+        _add(func, _divide)
+    _add([T.__rtruediv__, getattr(T, "__rdiv__", None)], _reverse_divide)
+    softmax_dims = _dim_of("dim", None)
+    for func, dims in ((F.softmax, softmax_dims), (torch.softmax, softmax_dims), (T.softmax, softmax_dims),
+                       (F.log_softmax, softmax_dims), (torch.log_softmax, softmax_dims),
+                       (T.log_softmax, softmax_dims), (F.softmin, softmax_dims), (F.normalize, _dim_of("dim", 1)),
+                       (F.layer_norm, _trailing), (torch.layer_norm, _trailing), (getattr(F, "rms_norm", None), _trailing),
+                       (getattr(torch, "rms_norm", None), _trailing), (F.group_norm, _per_sample),
+                       (torch.group_norm, _per_sample), (F.instance_norm, _per_sample),
+                       (F.local_response_norm, _per_sample)):
+        if func is not None:
+            _add(func, partial(_path, dims))
+    _add([F.batch_norm, torch.batch_norm], _batch_norm)
+    for func in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout):
+        _add(func, partial(_dropout, 2))
+    _add([torch.dropout, torch.feature_dropout, torch.alpha_dropout], partial(_dropout, 2))
+    _add(F.scaled_dot_product_attention, _attention)
+
+
+_elementwise_entries()
+_other_entries()
+LINEAR = linear_ops()
+
+
+# ---------------------------------------------------------------------------------------------- the mode
+
+
+class DeepLiftRules(TorchFunctionMode):
+    """Binds DeepLIFT's rules to the operations a model executes (modules, ``F.*`` and tensor methods alike).
+
+    Used twice per chunk of samples: in :meth:`baseline_pass` every rule operation records its input-dependent
+    operands (and runs without a graph); in :meth:`input_pass` the same operations, met in the same order,
+    replay those records as ``z'`` and apply their rule. Operations in the linear allow-list run unchanged;
+    any other operation whose result depends on the input raises :class:`UnsupportedModelError` naming it.
+    Whether a tensor depends on the input is read from ``requires_grad`` (the model's parameters are frozen
+    during the passes, the inputs or the layer's output are the only leaves that require gradients).
+    """
+
+    def __init__(self, owner: str, root: nn.Module | None = None) -> None:
+        super().__init__()
+        self.owner = owner
+        self.root = root
+        self.replaying = False
+        self.records: list[tuple[tuple[Any, ...], tuple[int, ...]]] = []
+        self.cursor = 0
+        self.error: UnsupportedModelError | None = None
+
+    @contextmanager
+    def _active(self) -> Iterator[None]:
+        """The mode inside the block; an unsupported-operation error wins over what the model made of it.
+
+        (torch's binary operators turn a TypeError, which UnsupportedModelError is, into NotImplemented, and
+        the model adapter wraps other errors; the error raised first is the one that explains the failure.)
+        """
+        self.error = None
+        try:
+            with self:
+                yield
+        except Exception as exc:
+            error, self.error = self.error, None
+            if error is not None and exc is not error:
+                raise error from None
+            raise
+
+    # ------------------------------------------------------------------ passes
+    @contextmanager
+    def baseline_pass(self) -> Iterator[None]:
+        """Record the rule operations' operands of the baseline rows."""
+        self.records = []
+        self.replaying = False
+        with self._active():
+            yield
+
+    @contextmanager
+    def input_pass(self) -> Iterator[None]:
+        """Apply the rules to the explained rows, pairing each operation with its baseline record."""
+        self.replaying = True
+        self.cursor = 0
+        try:
+            with self._active():
+                yield
+            if self.cursor != len(self.records):
+                raise UnsupportedModelError(
+                    f"{self.owner}: the model ran {self.cursor} rule operations on the inputs but "
+                    f"{len(self.records)} on the baselines (data-dependent control flow); use {ALTERNATIVES}"
+                )
+        finally:
+            self.records = []
+            self.replaying = False
+
+    def record(self, *tensors: torch.Tensor) -> None:
+        self.records.append((tensors, tuple(t._version for t in tensors)))
+
+    def replay(self, z: torch.Tensor, func: Any, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The baseline's operands of the next rule operation (checked against ``z``'s shape)."""
+        if self.cursor >= len(self.records):
+            raise self._mismatch(func)
+        tensors, versions = self.records[self.cursor]
+        self.cursor += 1
+        if tensors[0].shape != z.shape or any(o.shape != t.shape for o, t in zip(others, tensors[1:], strict=False)):
+            raise self._mismatch(func)
+        if any(t._version != v for t, v in zip(tensors, versions, strict=True)):
+            raise UnsupportedModelError(
+                f"{self.owner}: the input of {op_name(func)} was modified in place after the operation ran, "
+                f"so its reference value is lost; use {ALTERNATIVES}"
+            )
+        return tuple(t.detach() for t in tensors)
+
+    def _mismatch(self, func: Any) -> UnsupportedModelError:
+        return UnsupportedModelError(
+            f"{self.owner}: the model ran different operations on the inputs and on the baselines (at "
+            f"{op_name(func)}; data-dependent control flow), so DeepLIFT cannot pair them; use {ALTERNATIVES}"
+        )
+
+    # ------------------------------------------------------------------ dispatch
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch protocol
+        if kwargs is None:
+            kwargs = {}
+        handler = HANDLERS.get(func)
+        if handler is not None:
+            return handler(self, func, args, kwargs)
+        out = func(*args, **kwargs)
+        if func in LINEAR or not _carries_grad(out) or getattr(func, "__name__", None) == "__get__":
+            return out
+        raise self.unsupported(func)
+
+    def unsupported(self, func: Any, what: str | None = None) -> UnsupportedModelError:
+        where = self._module_name()
+        error = UnsupportedModelError(
+            f"{self.owner}: the model applies {op_name(func)}{where} to an input-dependent tensor"
+            f"{' (' + what + ')' if what else ''}; DeepLIFT has no rule for this operation, so its attributions "
+            f"would not sum to f(x) - f(baseline). Use {ALTERNATIVES}."
+        )
+        if self.error is None:
+            self.error = error
+        return error
+
+    def _module_name(self) -> str:
+        """`` in module 'name' (Type)`` of the innermost module whose forward is running, if found."""
+        if self.root is None:
+            return ""
+        names = {id(m): n for n, m in self.root.named_modules()}
+        frame = sys._getframe(1)
+        while frame is not None:
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, nn.Module) and id(candidate) in names:
+                name = names[id(candidate)] or "<model>"
+                return f" in module {name!r} ({type(candidate).__name__})"
+            frame = frame.f_back
+        return ""
+
+
+def _carries_grad(out: Any) -> bool:
+    if isinstance(out, torch.Tensor):
+        return out.requires_grad
+    if isinstance(out, (tuple, list)):
+        return any(isinstance(t, torch.Tensor) and t.requires_grad for t in out)
+    return False
+
+
+def op_name(func: Any) -> str:
+    """A readable name for a torch function (``torch.exp``, ``Tensor.exp``, ``torch.nn.functional.gelu``)."""
+    name = getattr(func, "__name__", None) or repr(func)
+    qualname = getattr(func, "__qualname__", "") or ""
+    if qualname.startswith(("TensorBase.", "Tensor.")):
+        return f"Tensor.{name}"
+    module = getattr(func, "__module__", None)
+    if module in (None, "torch._C._VariableFunctions", "torch._C", "torch._VariableFunctionsClass"):
+        module = "torch"
+    if module == "torch._C._nn":
+        module = "torch.nn.functional"
+    return f"{module}.{name}"

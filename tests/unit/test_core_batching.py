@@ -109,8 +109,22 @@ def test_memory_budget_bounds_the_rows_per_call() -> None:
     limit = max(1, int(50_000 // (per_row * batching._BACKWARD_FACTOR)))
     assert per_row > 0
     assert 1 < limit < 64  # the budget matters for the 4 x 16 path points
-    assert max(sizes) == limit
+    assert max(sizes[3:]) == limit  # gradient passes: forward + backward within the budget
+    assert max(sizes) <= max(1, int(50_000 // per_row))  # forward passes alone keep less
     assert sum(sizes) == 1 + 4 + 4 + 4 * 16  # probe, inputs, baselines, path points
+
+
+def test_cpu_chunks_are_cache_sized() -> None:
+    """On a CPU, rows per call stay near CPU_LAYER_BYTES of one (mean) layer's activations."""
+    cost = batching.RowCost(4 * 2**20, 40)  # 4 MiB saved per row over 40 tensors: ~100 KiB per layer per row
+    cap = batching.cpu_rows(cost)
+    assert cap == int(batching.CPU_LAYER_BYTES * 40 // (4 * 2**20))
+    assert chunk_size(10_000, batch_size=None, bytes_per_row=cost, device=torch.device("cpu")) == cap
+    accelerator = torch.device("meta")  # any non-CPU device: only the memory budget limits the chunk
+    budget_rows = int(lumos.config.memory_budget() // (2 * cost))
+    assert chunk_size(10_000, batch_size=None, bytes_per_row=cost, device=accelerator) == budget_rows > cap
+    assert chunk_size(10_000, batch_size=None, bytes_per_row=int(cost), device=torch.device("cpu")) == budget_rows
+    assert chunk_size(10_000, batch_size=7, bytes_per_row=cost, device=torch.device("cpu")) == 7
 
 
 def test_probe_measures_gradient_memory_even_under_no_grad() -> None:

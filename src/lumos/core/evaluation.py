@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import ValidationError
-from .batching import iter_chunks, row_bytes
+from .batching import chunk_size, iter_chunks, row_bytes
 from .config import memory_budget
 from .hooks import HookSet
 from .inputs import select_rows
@@ -112,7 +112,7 @@ class EvaluationEngine:
                             parameters=lambda: [*module.parameters(), *module.buffers()])
         if not per_row:
             return max(1, n_rows)
-        return max(1, min(n_rows, int(memory_budget() // per_row)))
+        return chunk_size(n_rows, batch_size=None, bytes_per_row=per_row, device=example[0].device, backward=False)
 
     def _probe(self, module: nn.Module, example: Rows) -> None:
         """One row forward with gradients on, to count the activations it creates (not an evaluation)."""

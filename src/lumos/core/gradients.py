@@ -144,7 +144,7 @@ class GradientEngine:
         return tuple(torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, grads, strict=True))
 
     # ------------------------------------------------------------------ chunking
-    def _chunk(self, n_rows: int) -> int:
+    def _chunk(self, n_rows: int, *, backward: bool = True) -> int:
         if self.batch_size is not None:
             return chunk_size(n_rows, batch_size=self.batch_size, bytes_per_row=None)
         module = self.adapter.module
@@ -153,12 +153,14 @@ class GradientEngine:
         key = ("grad", self.layer_name, tuple((tuple(t.shape[1:]), t.dtype) for t in self.batch.tensors))
         per_row = row_bytes(module, key, self._probe,
                             parameters=lambda: [*module.parameters(), *module.buffers()])
-        return chunk_size(n_rows, batch_size=None, bytes_per_row=per_row)
+        return chunk_size(n_rows, batch_size=None, bytes_per_row=per_row, device=self.batch.tensors[0].device,
+                          backward=backward)
 
-    def rows_per_call(self, n_rows: int) -> int:
+    def rows_per_call(self, n_rows: int, *, backward: bool = True) -> int:
         """Rows per model call for ``n_rows`` rows: ``batch_size``, or what fits in the memory budget (the
-        per-row cost is measured once per model and input shape, with a one-row probe)."""
-        return self._chunk(n_rows)
+        per-row cost is measured once per model and input shape, with a one-row probe; cache-sized on a CPU);
+        ``backward=False`` for forward passes without gradients."""
+        return self._chunk(n_rows, backward=backward)
 
     def _probe(self) -> None:
         """One row forward, with gradients on: what a gradient pass saves per row.
@@ -191,7 +193,8 @@ class GradientEngine:
             sample_index = torch.arange(n_rows, device=tensors[0].device)
         chunks = []
         with torch.no_grad():
-            for rows in iter_chunks(n_rows, self._chunk(n_rows), desc=desc, progress=self.progress):
+            for rows in iter_chunks(n_rows, self._chunk(n_rows, backward=False), desc=desc,
+                                    progress=self.progress):
                 output, captured, _ = self._forward(tuple(t[rows] for t in tensors), sample_index[rows])
                 chunks.append((rows, output, captured))
             output = torch.cat([c[1] for c in chunks])
@@ -210,7 +213,8 @@ class GradientEngine:
         device = tensors[0].device
         columns = []
         with torch.no_grad():
-            for rows in iter_chunks(n_rows, self._chunk(n_rows), desc=desc, progress=self.progress):
+            for rows in iter_chunks(n_rows, self._chunk(n_rows, backward=False), desc=desc,
+                                    progress=self.progress):
                 size = rows.stop - rows.start
                 zeros = torch.zeros(size, dtype=torch.long, device=device)
                 output, captured, _ = self._forward(tuple(t[rows] for t in tensors), zeros)
@@ -231,7 +235,8 @@ class GradientEngine:
             sample_index = torch.arange(n_rows, device=tensors[0].device)
         values = []
         with torch.no_grad():
-            for rows in iter_chunks(n_rows, self._chunk(n_rows), desc="layer", progress=self.progress):
+            for rows in iter_chunks(n_rows, self._chunk(n_rows, backward=False), desc="layer",
+                                    progress=self.progress):
                 _, _, leaf = self._forward(tuple(t[rows] for t in tensors), sample_index[rows],
                                            capture_layer=True)
                 values.append(leaf.detach())

@@ -265,9 +265,9 @@ def _normalized(cam: torch.Tensor) -> torch.Tensor:
     return scaled.reshape(cam.shape)
 
 
-def rows_per_call(engine: GradientEngine, n_rows: int) -> int:
+def rows_per_call(engine: GradientEngine, n_rows: int, *, backward: bool = True) -> int:
     """Rows per model call of ``engine`` (``batch_size``, or from the memory budget with a cached one-row probe).
 
     Uses the engine's own chunking, so results and memory behave as in every other lumos method.
     """
-    return engine.rows_per_call(n_rows)
+    return engine.rows_per_call(n_rows, backward=backward)

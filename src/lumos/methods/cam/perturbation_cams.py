@@ -57,7 +57,7 @@ class PerturbationCAMExplainer(CAMExplainer):
         rows_all = torch.arange(n_rows, device=device)
         sample_index = torch.div(rows_all, k, rounding_mode="floor")
         channel_index = rows_all - sample_index * k
-        size = rows_per_call(engine, n_rows)
+        size = rows_per_call(engine, n_rows, backward=False)
         engine.progress = False  # one bar, over our chunks
         scores = []
         for rows in iter_chunks(n_rows, size, desc=self._owner(), progress=self.progress):

@@ -245,8 +245,15 @@ def run_workload(workload: Workload, methods: Sequence[MethodSpec], *, repeats: 
             floor_fn = floor_forward if spec.floor_kind == "forward" else floor_pass
             calls["floor"] = lambda model=model, xf=xf, yf=yf, floor_fn=floor_fn: floor_fn(model, xf, yf)
         calls["lumos"] = lambda model=model, spec=spec: spec.lumos(model, x, y, background)
+        incumbent_error = None
         if use_incumbents and spec.incumbent is not None:
-            calls["incumbent"] = _quiet(lambda model=model, spec=spec: spec.incumbent(model, x, y, background))
+            incumbent = _quiet(lambda model=model, spec=spec: spec.incumbent(model, x, y, background))
+            try:
+                incumbent()  # a first call: an incumbent that fails on this model is reported, not timed
+                calls["incumbent"] = incumbent
+            except Exception as error:  # noqa: BLE001 - the incumbent's own failure is a result
+                incumbent_error = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
+                log(f"  {spec.name:22s} {spec.incumbent_library} failed: {incumbent_error}")
         try:
             times, results = time_interleaved(calls, repeats, extra_rounds=extra_rounds)
         except Exception as error:  # noqa: BLE001 - report and go on with the next method
@@ -261,7 +268,8 @@ def run_workload(workload: Workload, methods: Sequence[MethodSpec], *, repeats: 
                   spec.incumbent_library if "incumbent" in times else None,
                   statistics.median(times["incumbent"]) if "incumbent" in times else None,
                   extra={"lumos_times": times["lumos"], "floor_times": floors[key],
-                         "incumbent_times": times.get("incumbent")})
+                         "incumbent_times": times.get("incumbent"), "incumbent_error": incumbent_error,
+                         "incumbent_library": spec.incumbent_library})
         rows.append(row)
         log(f"  {spec.name:22s} {row.time_s:9.4f} s  rows {n_eval:5d}  floor ({n_floor} rows, {spec.floor_kind}) "
             f"{row.floor_s:9.4f} s  {row.ratio:5.2f}x" + ("" if row.incumbent_s is None else
@@ -378,11 +386,15 @@ def markdown(rows: Sequence[Row], memory: Sequence[dict[str, Any]], env: dict[st
         ok = ("ok" if r.ratio <= r.target else "MISS") + f" ({r.target}x)"
         reference = INCUMBENT_REFERENCE.get((r.workload, r.method))
         incumbent_ratio = _fmt_x(r.incumbent_ratio) + (f" (ref {reference}x)" if reference else "")
-        lines.append(
-            f"| {r.workload} | {r.method} | {r.settings} | {len(r.extra['lumos_times'])} | {_fmt_s(r.time_s)} | {r.rows} | {r.floor_rows} | "
-            f"{_fmt_s(r.floor_s)} ({r.floor_kind}) | {_fmt_x(r.ratio)} | {ok} | {r.incumbent or '-'} | "
-            f"{_fmt_s(r.incumbent_s)} | {incumbent_ratio} | {_fmt_x(r.vs_incumbent)} |"
-        )
+        head = (f"| {r.workload} | {r.method} | {r.settings} | {len(r.extra['lumos_times'])} | {_fmt_s(r.time_s)} | "
+                f"{r.rows} | {r.floor_rows} | {_fmt_s(r.floor_s)} ({r.floor_kind}) | {_fmt_x(r.ratio)} | {ok} | ")
+        error = r.extra.get("incumbent_error")
+        if error:  # the incumbent failed on this model: say so instead of timing it
+            tail = f"{r.extra['incumbent_library']} | failed: {error.replace('|', '/')} | - | - |"
+        else:
+            tail = (f"{r.incumbent or '-'} | {_fmt_s(r.incumbent_s)} | {incumbent_ratio} | "
+                    f"{_fmt_x(r.vs_incumbent)} |")
+        lines.append(head + tail)
     if memory:
         lines += [
             "",

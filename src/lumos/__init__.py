@@ -8,7 +8,7 @@ The public API::
     e.save("ig.npz"); lumos.load("ig.npz")
 """
 
-from . import config, methods, plots, targets
+from . import config, methods, metrics, plots, targets
 from ._version import __version__
 from .api import explain
 from .core.model import NumpyModel
@@ -53,6 +53,7 @@ from .methods import (
     VarGrad,
     XGradCAM,
 )
+from .metrics import Evaluation, evaluate, load_evaluation
 
 __all__ = [
     "AblationCAM",
@@ -61,6 +62,7 @@ __all__ = [
     "DeepLIFT",
     "DeepSHAP",
     "EigenCAM",
+    "Evaluation",
     "ExactSHAP",
     "Explainer",
     "Explanation",
@@ -93,11 +95,14 @@ __all__ = [
     "VarGrad",
     "XGradCAM",
     "config",
+    "evaluate",
     "explain",
     "load",
+    "load_evaluation",
     "method_info",
     "method_names",
     "methods",
+    "metrics",
     "plots",
     "targets",
     "__version__",

@@ -173,5 +173,12 @@ def test_agreement_matrix_is_symmetric_with_a_unit_diagonal() -> None:
 
 
 def test_metric_info_covers_every_metric() -> None:
-    assert set(metrics.METRIC_INFO) == {name for name in metrics.__all__ if name.islower() and name != "agreement_matrix"}
+    helpers = {"agreement_matrix", "evaluate", "load_evaluation", "noisy_linear_impute", "region_perturbation", "road"}
+    helpers |= {name for name in metrics.__all__ if name.startswith(("load_", "sanity"))}
+    ordered = {"region_perturbation_morf", "region_perturbation_lerf", "road_morf", "road_lerf"}
+    exported = {name for name in metrics.__all__ if name.islower() and name not in helpers}
+    assert exported <= set(metrics.METRIC_INFO)
+    assert set(metrics.METRIC_INFO) - exported <= ordered | set(getattr(metrics, "RANDOMISATION_METRICS", ()))
     assert metrics.METRIC_INFO["complexity"].higher_is_better is False
+    assert metrics.METRIC_INFO["deletion"].higher_is_better is False
+    assert metrics.METRIC_INFO["insertion"].higher_is_better is True

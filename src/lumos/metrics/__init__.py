@@ -1,8 +1,10 @@
-"""Metrics of explanation quality (issue 5): complexity, localisation and agreement so far.
+"""Metrics of explanation quality (issue 5): faithfulness, robustness, complexity, localisation, agreement.
 
-Every metric takes Explanations (or attribution arrays/tensors, batch first) and returns one value per
-sample as a numpy array; :data:`METRIC_INFO` says for each whether higher is better and where it comes from.
-Metrics that need the model (faithfulness, robustness, randomisation) come with ``lumos.evaluate``.
+Model-free metrics take Explanations (or attribution arrays/tensors, batch first) and return one value per
+sample as a numpy array. Model-based metrics (faithfulness, robustness) take ``(model, inputs, attributions
+or explainer, *, target=..., ...)`` and return a :class:`MetricResult` (``values`` per sample, ``curves``
+where the metric has one). :data:`METRIC_INFO` says for each metric which property it measures, whether
+higher is better and where it comes from; :func:`evaluate` runs several methods and metrics in one call.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from .agreement import (
     signed_rank_agreement,
 )
 from .complexity import complexity, effective_complexity, sparseness
+from .evaluate import DEFAULT_METRICS, METRICS, evaluate
+from .evaluation_result import Evaluation, load_evaluation
+from .faithfulness import comprehensiveness, deletion, insertion, region_perturbation, sufficiency
+from .faithfulness_sampled import completeness_residual, faithfulness_correlation, infidelity
 from .localisation import pointing_game, relevance_mass_accuracy, relevance_rank_accuracy, top_k_intersection
+from .perturb import MetricResult
+from .road import noisy_linear_impute, road
+from .robustness import avg_sensitivity, local_lipschitz_estimate, max_sensitivity
 
 
 @dataclass(frozen=True)
@@ -42,16 +51,51 @@ METRIC_INFO: dict[str, MetricInfo] = {info.name: info for info in (
     MetricInfo("relevance_rank_accuracy", "localisation", True, "Arras et al. 2022, Information Fusion"),
     MetricInfo("top_k_intersection", "localisation", True, "Theiner et al. 2022, WACV"),
     *(MetricInfo(name, "agreement", True, "Krishna et al. 2022, arXiv:2202.01602") for name in AGREEMENT_METRICS),
+    MetricInfo("deletion", "faithfulness", False, "Petsiuk et al. 2018, BMVC (RISE), arXiv:1806.07421"),
+    MetricInfo("insertion", "faithfulness", True, "Petsiuk et al. 2018, BMVC (RISE), arXiv:1806.07421"),
+    MetricInfo("region_perturbation_morf", "faithfulness", True,
+               "Bach et al. 2015, PLoS ONE; Samek et al. 2017, IEEE TNNLS"),
+    MetricInfo("region_perturbation_lerf", "faithfulness", False,
+               "Bach et al. 2015, PLoS ONE; Samek et al. 2017, IEEE TNNLS"),
+    MetricInfo("faithfulness_correlation", "faithfulness", True, "Bhatt et al. 2020, IJCAI"),
+    MetricInfo("infidelity", "faithfulness", False, "Yeh et al. 2019, NeurIPS"),
+    MetricInfo("sufficiency", "faithfulness", False, "DeYoung et al. 2020, ACL (ERASER)"),
+    MetricInfo("comprehensiveness", "faithfulness", True, "DeYoung et al. 2020, ACL (ERASER)"),
+    MetricInfo("completeness_residual", "faithfulness", False, "Sundararajan et al. 2017, ICML (completeness)"),
+    MetricInfo("road_morf", "faithfulness", False, "Rong et al. 2022, ICML (ROAD)"),
+    MetricInfo("road_lerf", "faithfulness", True, "Rong et al. 2022, ICML (ROAD)"),
+    MetricInfo("max_sensitivity", "robustness", False, "Yeh et al. 2019, NeurIPS"),
+    MetricInfo("avg_sensitivity", "robustness", False, "Yeh et al. 2019, NeurIPS"),
+    MetricInfo("local_lipschitz_estimate", "robustness", False, "Alvarez-Melis & Jaakkola 2018, arXiv:1806.08049"),
 )}
 
 __all__ = [
     "AGREEMENT_METRICS",
+    "DEFAULT_METRICS",
+    "METRICS",
     "METRIC_INFO",
+    "Evaluation",
     "MetricInfo",
+    "MetricResult",
     "agreement_matrix",
+    "avg_sensitivity",
+    "completeness_residual",
     "complexity",
+    "comprehensiveness",
+    "deletion",
     "effective_complexity",
+    "evaluate",
+    "faithfulness_correlation",
     "feature_agreement",
+    "infidelity",
+    "insertion",
+    "load_evaluation",
+    "local_lipschitz_estimate",
+    "max_sensitivity",
+    "noisy_linear_impute",
+    "region_perturbation",
+    "road",
+    "sufficiency",
     "pairwise_rank_agreement",
     "pointing_game",
     "rank_agreement",

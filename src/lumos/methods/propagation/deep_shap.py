@@ -12,8 +12,7 @@ from ...core.seeding import torch_generator
 from ...errors import ValidationError
 from ..base import Attribution, ExplainContext, Explainer
 from ..gradient.baselines import prepare_background
-from .deeplift import check_tolerance, frozen_parameters, summation_check
-from .rescale import DeepLiftRules
+from .deeplift import check_rule, check_tolerance, frozen_parameters, make_rules, summation_check
 
 
 @register
@@ -32,6 +31,7 @@ class DeepSHAP(Explainer):
     Args:
         n_samples: ``None`` (default) uses every background row; an int draws that many rows per sample, with
             replacement, from the method's own generator (``seed``).
+        rule: DeepLIFT's rule, ``"rescale"`` (default) or ``"reveal_cancel"``.
         tolerance: relative summation residual above which a warning is issued (default 1e-3).
 
     ``explain(x, target, baseline=background)``: the background data set, (n_background, *shape) per input
@@ -49,9 +49,11 @@ class DeepSHAP(Explainer):
     needs_baseline: ClassVar[bool] = True
     reference: ClassVar[str] = "Lundberg & Lee 2017, arXiv:1705.07874; Shrikumar et al. 2017, arXiv:1704.02685"
 
-    def __init__(self, model: Any, *, n_samples: int | None = None, tolerance: float = 1e-3, **kwargs: Any) -> None:
+    def __init__(self, model: Any, *, n_samples: int | None = None, rule: str = "rescale", tolerance: float = 1e-3,
+                 **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         owner = type(self).__name__
+        self.rule = check_rule(rule, owner)
         if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer))
                                       or n_samples < 1):
             raise ValidationError(f"{owner}: n_samples must be None (every background row) or an int >= 1, "
@@ -61,7 +63,7 @@ class DeepSHAP(Explainer):
         self.stochastic = self.n_samples is not None  # type: ignore[misc] - random only when drawing rows
 
     def get_params(self) -> dict[str, Any]:
-        return {"n_samples": self.n_samples, "tolerance": self.tolerance}
+        return {"n_samples": self.n_samples, "rule": self.rule, "tolerance": self.tolerance}
 
     def _attribute(self, context: ExplainContext) -> Attribution:
         owner = self._owner()
@@ -77,7 +79,7 @@ class DeepSHAP(Explainer):
             choice = torch.randint(n_bg, (n * k,), generator=torch_generator(context.seed)).to(device)
         sample_index = torch.arange(n, device=device).repeat_interleave(k)  # pair p: sample p // k
         engine = self._engine(context)
-        rules = DeepLiftRules(owner, context.adapter.module)
+        rules = make_rules(self.rule, owner, context.adapter.module)
         sums: list[torch.Tensor] = []
         reference_sum: list[torch.Tensor] = []
 

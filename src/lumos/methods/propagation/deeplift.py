@@ -17,6 +17,7 @@ from ...errors import LumosWarning, ValidationError
 from ..base import Attribution, ExplainContext, Explainer
 from ..gradient.baselines import prepare_baselines
 from .rescale import DeepLiftRules
+from .reveal_cancel import RevealCancelRules
 
 RULES = ("rescale", "reveal_cancel")
 
@@ -41,6 +42,19 @@ def frozen_parameters(module: nn.Module | None) -> Iterator[None]:
         for p, flag in flags:
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
+
+
+def check_rule(rule: Any, owner: str) -> str:
+    if not isinstance(rule, str) or rule not in RULES:
+        raise ValidationError(f"{owner}: rule must be one of {list(RULES)}, got {rule!r}")
+    return rule
+
+
+def make_rules(rule: str, owner: str, root: nn.Module | None) -> DeepLiftRules:
+    """The TorchFunctionMode binding ``rule``'s operation table (Rescale, or RevealCancel's two streams)."""
+    if rule == "reveal_cancel":
+        return RevealCancelRules(owner, root)
+    return DeepLiftRules(owner, root)
 
 
 def check_tolerance(tolerance: Any, owner: str) -> float:
@@ -111,7 +125,9 @@ class DeepLIFT(Explainer):
     Differences", ICML.
 
     Args:
-        rule: ``"rescale"`` (the only rule implemented; ``"reveal_cancel"`` raises a ValidationError).
+        rule: ``"rescale"`` (default) or ``"reveal_cancel"`` (sec. 3.5.3: positive and negative differences
+            propagated separately, nonlinearities split ``Δy`` by averaging the two orders in which ``Δx+`` and
+            ``Δx-`` can be added; see :mod:`~lumos.methods.propagation.reveal_cancel`). Same operations supported.
         tolerance: relative summation residual above which a warning is issued (default 1e-3).
 
     ``explain(..., baseline=)``: a number (default 0), a tensor of one sample's shape or of the batch's shape,
@@ -133,14 +149,7 @@ class DeepLIFT(Explainer):
     def __init__(self, model: Any, *, rule: str = "rescale", tolerance: float = 1e-3, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         owner = type(self).__name__
-        if rule not in RULES:
-            raise ValidationError(f"{owner}: rule must be one of {list(RULES)}, got {rule!r}")
-        if rule == "reveal_cancel":
-            raise ValidationError(
-                f"{owner}: rule='reveal_cancel' is not implemented yet (it needs positive and negative "
-                f"differences propagated through every linear layer); use rule='rescale'"
-            )
-        self.rule = rule
+        self.rule = check_rule(rule, owner)
         self.tolerance = check_tolerance(tolerance, owner)
 
     def get_params(self) -> dict[str, Any]:
@@ -179,4 +188,4 @@ class DeepLIFT(Explainer):
         return Attribution(attributions, scores, extras, engine.target)
 
     def _paired_engine(self, context: ExplainContext) -> tuple[GradientEngine, DeepLiftRules]:
-        return self._engine(context), DeepLiftRules(self._owner(), context.adapter.module)
+        return self._engine(context), make_rules(self.rule, self._owner(), context.adapter.module)

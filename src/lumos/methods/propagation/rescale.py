@@ -261,6 +261,9 @@ def _attention(mode: DeepLiftRules, func: Any, args: tuple[Any, ...], kwargs: di
 # the table, built once: torch function -> handler(mode, func, args, kwargs)
 _OUT_OF_PLACE_PRODUCT: dict[Any, Any] = {}
 HANDLERS: dict[Any, Handler] = {}
+#: elementwise nonlinearities: torch function -> its spec (read by the RevealCancel mode)
+ELEMENTWISE: dict[Any, _Elementwise] = {}
+_GELU_APPROXIMATE: list[_Elementwise] = []
 
 
 def _add(funcs: Any, handler: Handler) -> None:
@@ -315,6 +318,8 @@ def _elementwise_entries() -> None:
         (torch.clamp_max, _Elementwise(torch.clamp_max)), (T.clamp_max, _Elementwise(torch.clamp_max)),
     ]
     for func, spec in entries:
+        if func is not None:
+            ELEMENTWISE[func] = spec
         _add(func, partial(_elementwise, spec))
     # gelu through torch._C._nn (F.gelu is that builtin): exact-erf derivative only for approximate="none"
     gelu = _Elementwise(F.gelu)
@@ -325,6 +330,17 @@ def _elementwise_entries() -> None:
         return _elementwise(gelu_exact if exact else gelu, mode, func, args, kwargs)
 
     _add(F.gelu, gelu_handler)
+    ELEMENTWISE[F.gelu] = gelu_exact
+    _GELU_APPROXIMATE.append(gelu)
+
+
+def elementwise_spec(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Elementwise | None:
+    """The elementwise nonlinearity ``func`` spells, for this call (``None`` when ``func`` is not one)."""
+    spec = ELEMENTWISE.get(func)
+    if spec is not None and func is F.gelu and kwargs.get("approximate", args[1] if len(args) > 1 else "none") \
+            != "none":
+        return _GELU_APPROXIMATE[0]
+    return spec
 
 
 def _other_entries() -> None:

@@ -53,7 +53,7 @@ from .methods import (
     VarGrad,
     XGradCAM,
 )
-from .metrics import Evaluation, evaluate, load_evaluation
+from .metrics import Evaluation, SanityReport, evaluate, load_evaluation, load_sanity_report, sanity_check
 
 __all__ = [
     "AblationCAM",
@@ -86,6 +86,7 @@ __all__ = [
     "Occlusion",
     "PermutationSHAP",
     "Saliency",
+    "SanityReport",
     "ScoreCAM",
     "SmoothGrad",
     "TargetError",
@@ -99,11 +100,13 @@ __all__ = [
     "explain",
     "load",
     "load_evaluation",
+    "load_sanity_report",
     "method_info",
     "method_names",
     "methods",
     "metrics",
     "plots",
+    "sanity_check",
     "targets",
     "__version__",
 ]

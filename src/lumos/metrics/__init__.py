@@ -28,8 +28,16 @@ from .faithfulness import comprehensiveness, deletion, insertion, region_perturb
 from .faithfulness_sampled import completeness_residual, faithfulness_correlation, infidelity
 from .localisation import pointing_game, relevance_mass_accuracy, relevance_rank_accuracy, top_k_intersection
 from .perturb import MetricResult
+from .randomisation import (
+    RandomisationResult,
+    data_randomisation,
+    model_parameter_randomisation,
+    random_logit,
+)
 from .road import noisy_linear_impute, road
 from .robustness import avg_sensitivity, local_lipschitz_estimate, max_sensitivity
+from .sanity import SanityReport, SanityRule, load_sanity_report, sanity_check
+from .similarity import hog_similarity, spearman_similarity, ssim_similarity
 
 
 @dataclass(frozen=True)
@@ -67,43 +75,57 @@ METRIC_INFO: dict[str, MetricInfo] = {info.name: info for info in (
     MetricInfo("max_sensitivity", "robustness", False, "Yeh et al. 2019, NeurIPS"),
     MetricInfo("avg_sensitivity", "robustness", False, "Yeh et al. 2019, NeurIPS"),
     MetricInfo("local_lipschitz_estimate", "robustness", False, "Alvarez-Melis & Jaakkola 2018, arXiv:1806.08049"),
+    MetricInfo("model_parameter_randomisation", "randomisation", False, "Adebayo et al. 2018, NeurIPS"),
+    MetricInfo("data_randomisation", "randomisation", False, "Adebayo et al. 2018, NeurIPS"),
+    MetricInfo("random_logit", "randomisation", False, "Sixt et al. 2020, ICML"),
 )}
 
 __all__ = [
     "AGREEMENT_METRICS",
     "DEFAULT_METRICS",
+    "Evaluation",
     "METRICS",
     "METRIC_INFO",
-    "Evaluation",
     "MetricInfo",
     "MetricResult",
+    "RandomisationResult",
+    "SanityReport",
+    "SanityRule",
     "agreement_matrix",
     "avg_sensitivity",
     "completeness_residual",
     "complexity",
     "comprehensiveness",
+    "data_randomisation",
     "deletion",
     "effective_complexity",
     "evaluate",
     "faithfulness_correlation",
     "feature_agreement",
+    "hog_similarity",
     "infidelity",
     "insertion",
     "load_evaluation",
+    "load_sanity_report",
     "local_lipschitz_estimate",
     "max_sensitivity",
+    "model_parameter_randomisation",
     "noisy_linear_impute",
-    "region_perturbation",
-    "road",
-    "sufficiency",
     "pairwise_rank_agreement",
     "pointing_game",
+    "random_logit",
     "rank_agreement",
     "rank_correlation",
+    "region_perturbation",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
+    "road",
+    "sanity_check",
     "sign_agreement",
     "signed_rank_agreement",
     "sparseness",
+    "spearman_similarity",
+    "ssim_similarity",
+    "sufficiency",
     "top_k_intersection",
 ]

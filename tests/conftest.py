@@ -397,11 +397,13 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "occlusion": {"window": 2},
     # LRP-0 (= gradient x input on these nets): epsilon > 0 or z+ rules are not implementation-invariant
     "lrp": {"composite": "epsilon", "epsilon": 1e-12},
+    "lime": {"n_samples": 50},
+    "rise": {"n_masks": 50},
 }
 
 #: methods whose explain() gets a background set as ``baseline`` in the contract tests
 BACKGROUND_METHODS = ("gradient_shap", "deep_shap", "kernel_shap", "permutation_shap", "exact_shap",
-                      "feature_ablation", "occlusion")
+                      "feature_ablation", "occlusion", "lime")
 
 
 def method_params(name: str, **overrides: Any) -> dict[str, Any]:

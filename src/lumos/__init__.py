@@ -25,7 +25,9 @@ from .errors import (
 from .explanation import Explanation, load
 from .methods import (
     CAM,
+    LIME,
     LRP,
+    RISE,
     AblationCAM,
     Deconvolution,
     DeepLIFT,
@@ -52,6 +54,7 @@ from .methods import (
     SmoothGrad,
     VarGrad,
     XGradCAM,
+    explain_text,
 )
 from .metrics import Evaluation, SanityReport, evaluate, load_evaluation, load_sanity_report, sanity_check
 
@@ -76,6 +79,7 @@ __all__ = [
     "InputXGradient",
     "IntegratedGradients",
     "KernelSHAP",
+    "LIME",
     "LRP",
     "LayerCAM",
     "LumosError",
@@ -85,6 +89,7 @@ __all__ = [
     "NumpyModel",
     "Occlusion",
     "PermutationSHAP",
+    "RISE",
     "Saliency",
     "SanityReport",
     "ScoreCAM",
@@ -98,6 +103,7 @@ __all__ = [
     "config",
     "evaluate",
     "explain",
+    "explain_text",
     "load",
     "load_evaluation",
     "load_sanity_report",

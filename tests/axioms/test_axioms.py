@@ -169,7 +169,12 @@ class IgnoresFeature(nn.Module):
         return self.body(torch.cat([x[:, :2], x[:, 3:]], dim=1))
 
 
-@pytest.mark.parametrize("name", GENERAL_METHODS)  # (the CAM family explains spatial layers)
+#: surrogate / sampling estimators without the dummy property: LIME's ridge fit on sampled perturbations and
+#: RISE's mask average give an unused feature a small non-zero value (sampling noise)
+NO_DUMMY_AXIOM = ("lime", "rise")
+
+
+@pytest.mark.parametrize("name", [n for n in GENERAL_METHODS if n not in NO_DUMMY_AXIOM])
 def test_dummy_feature_gets_zero(name: str) -> None:
     model = build(8, IgnoresFeature, torch.float64)
     x = rand(45, 5, 6, dtype=torch.float64) * 2

@@ -147,6 +147,11 @@ def method_specific_cases() -> list[tuple[str, str, object]]:
         ("permutation_shap", "antithetic", "yes"),
         ("occlusion", "window", 0),
         ("occlusion", "strides", -1),
+        ("lime", "n_samples", 0),
+        ("lime", "segmentation", "watershed"),
+        ("lime", "feature_selection", "lars"),
+        ("rise", "n_masks", 0),
+        ("rise", "p", 0.0),
     ]
     return cases
 

@@ -25,7 +25,7 @@ from .gradient import (
     SmoothGrad,
     VarGrad,
 )
-from .perturbation import FeatureAblation, Occlusion
+from .perturbation import LIME, RISE, FeatureAblation, Occlusion, explain_text
 from .propagation import LRP, DeepLIFT, DeepSHAP
 from .shapley import ExactSHAP, KernelSHAP, PermutationSHAP
 
@@ -48,16 +48,19 @@ __all__ = [
     "InputXGradient",
     "IntegratedGradients",
     "KernelSHAP",
+    "LIME",
     "LRP",
     "LayerCAM",
     "NoiseTunnel",
     "Occlusion",
     "PermutationSHAP",
+    "RISE",
     "Saliency",
     "ScoreCAM",
     "SmoothGrad",
     "VarGrad",
     "XGradCAM",
+    "explain_text",
     "get_method",
     "method_info",
     "method_names",

@@ -266,3 +266,124 @@ class Masker:
         """Per-player values spread to elements, as ``(n, *shape)`` for one input or ``(n, n_elements)``."""
         parts = self.spread(player_values, dtype=player_values.dtype)
         return parts[0] if len(parts) == 1 else torch.cat([p.reshape(p.shape[0], -1) for p in parts], 1)
+
+
+# ---------------------------------------------------------------------------------- per-sample coalitions
+@dataclass
+class SampleGroups:
+    """Players of each sample: ``element_group[i, e]`` is the player (``0 .. n_groups[i] - 1``) of flattened
+    element ``e`` of sample ``i``, or ``-1`` for an element that is never masked (e.g. padding, special tokens)."""
+
+    element_group: torch.Tensor  # (n, n_elements) long
+    n_groups: torch.Tensor  # (n,) long
+    labels: list[list[Any]]  # the user's group ids of each sample, in player order
+
+    @property
+    def max_groups(self) -> int:
+        return int(self.n_groups.max()) if self.n_groups.numel() else 0
+
+    def valid(self) -> torch.Tensor:
+        """``(n, max_groups)`` bool: which player columns exist for each sample."""
+        columns = torch.arange(self.max_groups, device=self.n_groups.device)
+        return columns[None, :] < self.n_groups[:, None]
+
+
+def prepare_sample_groups(spec: Any, batch: InputBatch, *, owner: str) -> SampleGroups:
+    """Parse ``feature_groups`` allowing one map per sample.
+
+    Accepted: ``None`` (every element its own player), anything :func:`prepare_groups` accepts (one map with a
+    sample's shape, or index lists: the same players for every sample), or integer arrays of shape
+    ``(n, *sample_shape)`` (a tuple of them per input; one map per sample, e.g. a superpixel map per image).
+    Negative ids mark elements that are never masked. Player order: ascending ids of each sample.
+    """
+    n = batch.n
+    device = batch.tensors[0].device
+    parts = spec if isinstance(spec, tuple) else (spec,)
+    per_sample = spec is not None and len(parts) == len(batch.tensors) and all(
+        hasattr(p, "shape") and tuple(p.shape) == (n, *x.shape[1:]) for p, x in zip(parts, batch.tensors, strict=True))
+    if not per_sample:
+        shared = prepare_groups(spec, batch, owner=owner)
+        total = sum(int(math.prod(t.shape[1:])) for t in batch.tensors)
+        ids = np.arange(total) if shared.identity else shared.element_group.cpu().numpy()
+        ids = np.broadcast_to(ids, (n, total))
+    else:
+        arrays = []
+        for i, part in enumerate(parts):
+            array = np.asarray(part.detach().cpu() if isinstance(part, torch.Tensor) else part)
+            if not np.issubdtype(array.dtype, np.integer):
+                raise ValidationError(f"{owner}: feature_groups{'' if len(parts) == 1 else f'[{i}]'} must hold integer "
+                                      f"group ids, got {describe_value(part)}")
+            arrays.append(array.reshape(n, -1))
+        ids = np.concatenate(arrays, 1)
+    group = np.full(ids.shape, -1, dtype=np.int64)
+    counts, labels = [], []
+    for i in range(n):
+        row = ids[i]
+        keep = row >= 0
+        unique, inverse = np.unique(row[keep], return_inverse=True)
+        group[i, keep] = inverse.reshape(-1)
+        counts.append(len(unique))
+        labels.append([v.item() for v in unique])
+    if min(counts) == 0:
+        raise ValidationError(f"{owner}: feature_groups leave sample {counts.index(0)} without any feature to perturb "
+                              f"(all its group ids are negative)")
+    return SampleGroups(torch.as_tensor(group, device=device), torch.as_tensor(counts, device=device), labels)
+
+
+class CoalitionMasker:
+    """Model scores of per-sample coalitions: ``keep[i, k, j]`` keeps player ``j`` of sample ``i`` in perturbation
+    ``k``; hidden elements take the fill's values (:mod:`.fills`). One model row per (sample, perturbation),
+    ordered (sample, perturbation), built chunk by chunk with one ``torch.where``.
+
+    Example::
+
+        masker = CoalitionMasker(batch, prepare_sample_groups(segments, batch, owner="LIME"), fill, engine)
+        values = masker.values(keep)   # (n, m) float64
+    """
+
+    def __init__(self, batch: InputBatch, groups: SampleGroups, fill: Any, engine: EvaluationEngine) -> None:
+        self.batch = batch
+        self.shapes = [tuple(t.shape[1:]) for t in batch.tensors]
+        self.flat = [t.reshape(t.shape[0], -1) for t in batch.tensors]
+        self.offsets = np.cumsum([0, *[int(f.shape[1]) for f in self.flat]]).tolist()
+        self.groups = groups
+        self.fill = fill
+        self.engine = engine
+        self.device = batch.tensors[0].device
+        d = groups.max_groups
+        self._columns = torch.where(groups.element_group < 0, d, groups.element_group)  # -1 -> the "always" column
+
+    def values(self, keep: torch.Tensor, *, desc: str = "perturbations") -> torch.Tensor:
+        """Target score of every perturbation of every sample, ``(n, m)`` float64; ``keep`` is ``(n, m, d)`` bool."""
+        n, m = int(keep.shape[0]), int(keep.shape[1])
+        if m == 0:
+            return torch.zeros(n, 0, dtype=torch.float64, device=self.device)
+        keep = torch.cat([keep.to(self.device, torch.bool),
+                          torch.ones(n, m, 1, dtype=torch.bool, device=self.device)], 2)
+
+        def make_rows(rows: slice) -> tuple[torch.Tensor, ...]:
+            index = torch.arange(rows.start, rows.stop, device=self.device)
+            sample, k = index // m, index % m
+            kept = keep[sample, k].gather(1, self._columns.index_select(0, sample))  # (r, n_elements)
+            fills = self.fill.rows(sample, k)
+            out = []
+            for i, (x, shape) in enumerate(zip(self.flat, self.shapes, strict=True)):
+                part = kept[:, self.offsets[i]:self.offsets[i + 1]]
+                out.append(torch.where(part, x.index_select(0, sample), fills[i].to(x.dtype)).reshape(-1, *shape))
+            return tuple(out)
+
+        def sample_index(rows: slice) -> torch.Tensor:
+            return torch.arange(rows.start, rows.stop, device=self.device) // m
+
+        return self.engine.scores(n * m, make_rows, sample_index, desc=desc).reshape(n, m)
+
+    def spread(self, player_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-player values ``(n, d)`` -> one tensor per input with the input's shape (every element of a group
+        gets the group's value; never-masked elements get 0)."""
+        padded = torch.cat([player_values, torch.zeros_like(player_values[:, :1])], 1)
+        values = padded.gather(1, self._columns.to(padded.device))
+        out = []
+        for i, (x, shape) in enumerate(zip(self.batch.tensors, self.shapes, strict=True)):
+            part = values[:, self.offsets[i]:self.offsets[i + 1]].reshape(values.shape[0], *shape)
+            out.append(part.to(device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float64))
+        return tuple(out)

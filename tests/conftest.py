@@ -399,11 +399,13 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "lrp": {"composite": "epsilon", "epsilon": 1e-12},
     "lime": {"n_samples": 50},
     "rise": {"n_masks": 50},
+    "tree_shap": {},
+    "shapley_interactions": {},
 }
 
 #: methods whose explain() gets a background set as ``baseline`` in the contract tests
 BACKGROUND_METHODS = ("gradient_shap", "deep_shap", "kernel_shap", "permutation_shap", "exact_shap",
-                      "feature_ablation", "occlusion", "lime")
+                      "feature_ablation", "occlusion", "lime", "shapley_interactions")
 
 
 def method_params(name: str, **overrides: Any) -> dict[str, Any]:
@@ -454,7 +456,7 @@ def explain_args(name: str, inputs: Any) -> dict[str, Any]:
     args: dict[str, Any] = {}
     if name in BACKGROUND_METHODS:
         args["baseline"] = background_for(inputs)
-    if name == "exact_shap":
+    if name in ("exact_shap", "shapley_interactions"):
         groups = coarse_groups(inputs)
         if groups is not None:
             args["feature_groups"] = groups
@@ -508,7 +510,11 @@ class Case:
 
 
 def method_kind(name: str) -> str:
-    return "spatial" if getattr(lumos.methods.get_method(name), "needs_spatial_layer", False) else "any"
+    """``"spatial"`` (the CAM family), ``"trees"`` (tree-ensemble methods) or ``"any"``."""
+    cls = lumos.methods.get_method(name)
+    if getattr(cls, "needs_spatial_layer", False):
+        return "spatial"
+    return "trees" if getattr(cls, "models", "any") == "trees" else "any"
 
 
 def case_for(name: str) -> Case:
@@ -520,8 +526,11 @@ STOCHASTIC_METHODS = [n for n in METHOD_NAMES if lumos.methods.get_method(n).sto
 #: methods that explain any model (not only models with a spatial layer)
 GENERAL_METHODS = [n for n in METHOD_NAMES if method_kind(n) == "any"]
 SPATIAL_METHODS = [n for n in METHOD_NAMES if method_kind(n) == "spatial"]
+#: methods that explain fitted tree ensembles only (their own contract tests: tests/contract/test_contract_trees.py)
+TREE_METHODS = [n for n in METHOD_NAMES if method_kind(n) == "trees"]
+NEURAL_METHODS = [n for n in METHOD_NAMES if method_kind(n) != "trees"]
 #: methods that need gradients of the model (asked of an instance: a noise tunnel's depends on its base)
-GRADIENT_METHODS = [n for n in METHOD_NAMES if make_explainer(n, make_mlp()).requires_gradients]
+GRADIENT_METHODS = [n for n in NEURAL_METHODS if make_explainer(n, make_mlp()).requires_gradients]
 
 
 @pytest.fixture(autouse=True)

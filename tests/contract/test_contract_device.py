@@ -9,7 +9,14 @@ import pytest
 import torch
 
 import lumos
-from conftest import METHOD_NAMES, case_for, explain_args, make_explainer, make_segmentation, rand
+from conftest import (
+    NEURAL_METHODS,
+    case_for,
+    explain_args,
+    make_explainer,
+    make_segmentation,
+    rand,
+)
 from lumos.core.hooks import count_hooks
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -19,7 +26,7 @@ def cuda_args(name: str, x) -> dict:  # noqa: ANN001
     return explain_args(name, x)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_cuda_in_cuda_out_equals_cpu(name: str) -> None:
     model = case_for(name).image_model(dtype=torch.float64)
     x = rand(0, 3, 1, 8, 8, dtype=torch.float64)

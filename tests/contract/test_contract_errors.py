@@ -13,6 +13,7 @@ from conftest import (
     GENERAL_METHODS,
     GRADIENT_METHODS,
     METHOD_NAMES,
+    NEURAL_METHODS,
     SPATIAL_METHODS,
     STOCHASTIC_METHODS,
     ConstantNet,
@@ -31,7 +32,7 @@ from conftest import (
 GENERAL_GRADIENT_METHODS = [n for n in GRADIENT_METHODS if n in GENERAL_METHODS]
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_input(name: str, bad: float) -> None:
     case = case_for(name)
@@ -43,7 +44,7 @@ def test_non_finite_input(name: str, bad: float) -> None:
     assert str(where) in str(info.value)  # where the first bad value is
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_wrong_input_shape_for_the_model(name: str) -> None:
     case = case_for(name)
     x, model_error = case.wrong_inputs(0, 4)
@@ -58,7 +59,7 @@ def test_wrong_input_shape_for_the_model(name: str) -> None:
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 @pytest.mark.parametrize("target", [3, -1, [0, 5, 1]])
 def test_target_out_of_range(name: str, target) -> None:
     case = case_for(name)
@@ -66,14 +67,14 @@ def test_target_out_of_range(name: str, target) -> None:
         run_method(name, case.model(), case.inputs(0, 3), target=target)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_target_count_must_match_the_samples(name: str) -> None:
     case = case_for(name)
     with pytest.raises(lumos.TargetError, match=r"one int per sample \(3\)"):
         run_method(name, case.model(), case.inputs(0, 3), target=[0, 1])
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 @pytest.mark.parametrize("target", ["cat", 1.5, True, object()])
 def test_target_of_a_wrong_type(name: str, target) -> None:
     case = case_for(name)
@@ -105,7 +106,7 @@ def test_frozen_model_whose_output_does_not_depend_on_the_input(name: str) -> No
     assert not model.logits.requires_grad
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_segmentation_output_without_a_target(name: str) -> None:
     with pytest.raises(lumos.TargetError, match="Region"):
         run_method(name, make_segmentation(), rand(0, 2, 1, 6, 6, dtype=torch.float64), target=None)
@@ -113,7 +114,7 @@ def test_segmentation_output_without_a_target(name: str) -> None:
         run_method(name, make_segmentation(), rand(0, 2, 1, 6, 6, dtype=torch.float64), target=1)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 @pytest.mark.parametrize(("param", "value"), [("batch_size", 0), ("batch_size", 1.5), ("batch_size", True),
                                               ("seed", -1), ("seed", 1.0)])
 def test_bad_common_hyper_parameters(name: str, param: str, value) -> None:
@@ -166,7 +167,7 @@ def test_method_specific_cases_cover_the_stochastic_methods() -> None:
     assert {case[0] for case in method_specific_cases()} >= set(STOCHASTIC_METHODS)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_layer_that_is_not_in_the_model(name: str) -> None:
     cls = lumos.methods.get_method(name)
     case = case_for(name)
@@ -181,14 +182,14 @@ def test_layer_that_is_not_in_the_model(name: str) -> None:
         run_method(name, case.model(), case.inputs(0, 2), target=0, layer=torch.nn.Linear(2, 2))
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_unexpected_explain_argument(name: str) -> None:
     case = case_for(name)
     with pytest.raises(lumos.ValidationError, match="n_stepz"):
         make_explainer(name, case.model()).explain(case.inputs(0, 2), 0, n_stepz=3)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 @pytest.mark.parametrize("inputs", [[1.0, 2.0], "x", (), np.zeros((0, 6), dtype=np.float32),
                                     np.array(1.0, dtype=np.float32)])
 def test_inputs_of_a_wrong_kind(name: str, inputs) -> None:
@@ -196,7 +197,7 @@ def test_inputs_of_a_wrong_kind(name: str, inputs) -> None:
         run_method(name, case_for(name).model(), inputs, target=0)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_inputs_with_different_batch_sizes(name: str) -> None:
     with pytest.raises(lumos.ValidationError, match="batch size"):
         run_method(name, make_multi_input(), (rand(0, 3, 3), rand(1, 2, 2)), target=0)

@@ -12,6 +12,7 @@ from conftest import (
     FAST_PARAMS,
     GENERAL_METHODS,
     METHOD_NAMES,
+    NEURAL_METHODS,
     case_for,
     explain_args,
     make_explainer,
@@ -39,7 +40,7 @@ def test_registry_metadata_is_complete() -> None:
         assert getattr(lumos, cls.__name__) is cls  # exported in the public API
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_torch_in_torch_out(name: str) -> None:
     model = case_for(name).image_model()
     x = rand(1, 4, 1, 8, 8)
@@ -60,7 +61,7 @@ def test_torch_in_torch_out(name: str) -> None:
     torch.testing.assert_close(e.inputs, x)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_numpy_in_numpy_out_same_values(name: str) -> None:
     case = case_for(name)
     model = case.model()
@@ -90,7 +91,7 @@ def test_tuple_in_tuple_out(name: str) -> None:
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_target_none_is_the_predicted_class(name: str) -> None:
     case = case_for(name)
     model = case.model()
@@ -104,7 +105,7 @@ def test_target_none_is_the_predicted_class(name: str) -> None:
     assert e_none.target_description == "predicted class"
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_explain_shortcut_equals_the_class(name: str) -> None:
     case = case_for(name)
     model = case.model()

@@ -9,7 +9,7 @@ import torch
 import lumos
 from conftest import (
     GENERAL_METHODS,
-    METHOD_NAMES,
+    NEURAL_METHODS,
     STOCHASTIC_METHODS,
     case_for,
     make_multi_input,
@@ -18,7 +18,7 @@ from conftest import (
 )
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_batch_size_does_not_change_results(name: str) -> None:
     model = case_for(name).image_model(dtype=torch.float64)
     x = rand(5, 5, 1, 8, 8, dtype=torch.float64)
@@ -46,7 +46,7 @@ def test_batch_size_does_not_change_tuple_results(name: str) -> None:
         torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_same_seed_gives_bit_identical_results(name: str) -> None:
     case = case_for(name)
     model = case.model()
@@ -83,7 +83,7 @@ def test_seed_none_is_drawn_recorded_and_reproducible(name: str) -> None:
     assert torch.equal(again.attributions, e1.attributions)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_save_load_round_trip(name: str, tmp_path) -> None:
     case = case_for(name)
     model = case.model()

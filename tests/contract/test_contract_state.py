@@ -16,6 +16,7 @@ import lumos
 from conftest import (
     GENERAL_METHODS,
     METHOD_NAMES,
+    NEURAL_METHODS,
     case_for,
     make_explainer,
     make_relu_styles,
@@ -26,7 +27,7 @@ from conftest import (
 from lumos.core.hooks import count_hooks
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_no_hook_left_after_a_call(name: str) -> None:
     case = case_for(name)
     model = case.image_model()
@@ -75,7 +76,7 @@ def test_no_hook_left_when_a_layer_hook_raises(name: str) -> None:
     assert count_hooks(model) == 0
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_no_hook_left_when_the_model_raises(name: str) -> None:
     case = case_for(name)
     model = case.raising_model().train()
@@ -86,7 +87,7 @@ def test_no_hook_left_when_the_model_raises(name: str) -> None:
     assert all(m.training for m in model.modules())  # mode restored on the error path too
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_no_hook_left_when_the_target_is_out_of_range(name: str) -> None:
     case = case_for(name)
     model = case.model()
@@ -96,7 +97,7 @@ def test_no_hook_left_when_the_target_is_out_of_range(name: str) -> None:
     assert count_hooks(model) == 0
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_train_mode_model_is_explained_in_eval_mode_and_restored(name: str) -> None:
     case = case_for(name)
     model = case.train_mode_model()
@@ -116,7 +117,7 @@ def test_train_mode_model_is_explained_in_eval_mode_and_restored(name: str) -> N
         torch.testing.assert_close(b, buffers_before[n], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_requires_grad_flags_and_grads_are_unchanged(name: str) -> None:
     case = case_for(name)
     model = case.image_model()
@@ -140,7 +141,7 @@ def test_requires_grad_flags_and_grads_are_unchanged(name: str) -> None:
         torch.testing.assert_close(p.detach(), params_before[n], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_global_rng_state_is_untouched(name: str) -> None:
     case = case_for(name)
     model = case.train_mode_model()  # dropout would draw from the global RNG if it ran in train mode
@@ -158,7 +159,7 @@ def _stochastic() -> list[str]:
     return [n for n in METHOD_NAMES if lumos.methods.get_method(n).stochastic]
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_init_stores_configuration_only(name: str) -> None:
     model = case_for(name).train_mode_model()
     calls: list[int] = []

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lumos
-from conftest import METHOD_NAMES, case_for, make_cnn, make_token, rand, run_method
+from conftest import NEURAL_METHODS, case_for, make_cnn, make_token, rand, run_method
 from lumos.core import batching
 from lumos.core.batching import check_batch_size, chunk_size, iter_chunks, measure_row_bytes
 
@@ -75,7 +75,7 @@ class CountCalls:
         self.handle.remove()
 
 
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_tiny_memory_budget_means_more_calls_and_the_same_results(name: str) -> None:
     model = case_for(name).image_model(dtype=torch.float64)
     x = rand(0, 6, 1, 8, 8, dtype=torch.float64)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lumos
-from conftest import make_mlp, make_token, rand
+from conftest import NEURAL_METHODS, make_mlp, make_token, rand
 from lumos.methods.base import Attribution, ExplainContext
 
 
@@ -78,7 +78,7 @@ def test_progress_bar_shows_when_asked(capsys: pytest.CaptureFixture[str]) -> No
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("name", lumos.method_names())
+@pytest.mark.parametrize("name", NEURAL_METHODS)
 def test_grad_modes_of_the_caller(name: str) -> None:
     """Under no_grad every method still works (same result); under inference_mode a gradient method says why
     it cannot, and a gradient-free one works."""

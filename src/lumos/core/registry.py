@@ -46,6 +46,7 @@ def method_info() -> list[dict[str, Any]]:
             "needs_baseline": cls.needs_baseline,
             "stochastic": cls.stochastic,
             "needs_spatial_layer": getattr(cls, "needs_spatial_layer", False),
+            "models": getattr(cls, "models", "any"),
             "reference": cls.reference,
         })
     return rows

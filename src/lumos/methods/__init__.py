@@ -27,7 +27,7 @@ from .gradient import (
 )
 from .perturbation import LIME, RISE, FeatureAblation, Occlusion, explain_text
 from .propagation import LRP, DeepLIFT, DeepSHAP
-from .shapley import ExactSHAP, KernelSHAP, PermutationSHAP
+from .shapley import ExactSHAP, KernelSHAP, PermutationSHAP, ShapleyInteractions, TreeSHAP
 
 __all__ = [
     "AblationCAM",
@@ -57,7 +57,9 @@ __all__ = [
     "RISE",
     "Saliency",
     "ScoreCAM",
+    "ShapleyInteractions",
     "SmoothGrad",
+    "TreeSHAP",
     "VarGrad",
     "XGradCAM",
     "explain_text",

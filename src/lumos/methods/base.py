@@ -90,6 +90,9 @@ class Explainer:
     stochastic: ClassVar[bool] = False
     #: the method explains through a spatial (or token) layer of the model: CNNs and ViTs, not MLPs
     needs_spatial_layer: ClassVar[bool] = False
+    #: which models the method explains: ``"any"`` (torch modules, functions, numpy models as its gradient
+    #: needs allow) or ``"trees"`` (fitted tree ensembles only)
+    models: ClassVar[str] = "any"
     #: extra keyword arguments ``explain`` accepts besides the common ones (e.g. ``feature_groups``)
     data_arguments: ClassVar[tuple[str, ...]] = ()
     reference: ClassVar[str] = ""

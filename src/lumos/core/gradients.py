@@ -281,6 +281,8 @@ class GradientEngine:
             scores.append(score.detach())
         if row_indices and all(ix is not None for ix in row_indices):
             self.target = row_target(np.concatenate(row_indices))
+        if len(grads) == 1:  # one chunk: no copies
+            return tuple(values[0]), tuple(grads[0]), scores[0]
         cat = lambda parts: tuple(torch.cat(p) for p in zip(*parts, strict=True))  # noqa: E731
         return cat(values), cat(grads), torch.cat(scores)
 

@@ -190,10 +190,30 @@ def _build_report(case: DemoCase, explanations: dict[str, lumos.Explanation], ev
     try:
         written = report.build(list(explanations.values()), evaluation, sanity=sanity, path=path, title=case.title,
                                model_name=case.model_name, class_names=case.class_names,
-                               feature_names=case.feature_names, max_samples=8)
+                               feature_names=case.feature_names, max_samples=8, **_model_outputs(case))
     except (lumos.LumosError, ValueError, TypeError) as exc:
         return None, f"the report failed: {' '.join(str(exc).split())}"
     return Path(written), ""
+
+
+def _model_outputs(case: DemoCase) -> dict[str, Any]:
+    """The model's full output on the explained inputs, for the report's confidences: ``{"logits": ...}`` for
+    a torch classifier, ``{"probabilities": ...}`` for a numpy ``predict_proba``; empty when it is not a
+    (samples, classes) table (the report then shows the raw scores and says so)."""
+    from ..core.inputs import prepare_inputs
+    from ..core.model import ModelAdapter
+
+    try:
+        adapter = ModelAdapter(case.model, owner="demo")
+        batch = prepare_inputs(case.inputs, owner="demo", device=adapter.device, float_dtype=adapter.float_dtype)
+        with adapter.eval_mode(), torch.no_grad():
+            output = adapter(batch.tensors).detach().cpu().double().numpy()
+    except (lumos.LumosError, RuntimeError, TypeError, ValueError):
+        return {}
+    if output.ndim != 2 or output.shape[1] < 2:
+        return {}
+    looks_like_probabilities = bool((output >= 0).all() and np.allclose(output.sum(1), 1.0, atol=1e-6))
+    return {"probabilities": output} if adapter.is_numpy or looks_like_probabilities else {"logits": output}
 
 
 def _index_page(out_dir: Path, cases: dict[str, dict[str, Any]], result_table: str) -> Path:

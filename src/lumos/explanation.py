@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from ._version import __version__
+from .core.npz_store import read_npz, write_npz
 from .errors import ValidationError
 
 FORMAT_VERSION = 1
@@ -195,15 +195,7 @@ class Explanation:
             "inputs_is_tuple": isinstance(self.inputs, tuple),
             "array_type": "torch" if isinstance(self._first(), torch.Tensor) else "numpy",
         }
-        try:
-            meta_text = json.dumps(meta)
-        except TypeError as exc:
-            raise ValidationError(f"Explanation.save: metadata is not JSON-serialisable: {exc}") from exc
-        arrays["__meta__"] = np.frombuffer(meta_text.encode("utf-8"), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        return path
+        return write_npz(path, arrays, meta, owner="Explanation.save")
 
     def _first(self) -> Any:
         return self.attributions[0] if self.is_tuple else self.attributions
@@ -219,14 +211,7 @@ class Explanation:
 
 def load(path: str | Path) -> Explanation:
     """Read an explanation written by :meth:`Explanation.save` (no pickle is ever loaded)."""
-    path = Path(path)
-    if not path.exists():
-        raise ValidationError(f"lumos.load: no such file: {path}")
-    with np.load(path, allow_pickle=False) as data:
-        if "__meta__" not in data.files:
-            raise ValidationError(f"lumos.load: {path} is not a lumos explanation (no metadata)")
-        meta = json.loads(bytes(data["__meta__"]).decode("utf-8"))
-        arrays = {name: data[name] for name in data.files if name != "__meta__"}
+    meta, arrays = read_npz(path, owner="lumos.load", what="lumos explanation")
 
     as_torch = meta.get("array_type") == "torch"
     convert = (lambda a: torch.from_numpy(a)) if as_torch else (lambda a: a)

@@ -8,13 +8,13 @@ ROAD, ERASER bins), and a ranking of the methods per property. Saved with :meth:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..core.npz_store import read_npz, write_npz
 from ..errors import ValidationError
 from ..explanation import library_versions
 
@@ -171,32 +171,18 @@ class Evaluation:
         meta = {"format_version": FORMAT_VERSION, "kind": "evaluation", "methods": self.methods,
                 "metrics": self.metrics, "properties": self.properties, "higher_is_better": self.higher_is_better,
                 "curves": keys, "params": self.params, "seed": self.seed, "versions": self.versions}
-        try:
-            text = json.dumps(meta)
-        except TypeError as exc:
-            raise ValidationError(f"Evaluation.save: metadata is not JSON-serialisable: {exc}") from exc
-        arrays["__meta__"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        return path
+        return write_npz(path, arrays, meta, owner="Evaluation.save")
 
 
 def load_evaluation(path: str | Path) -> Evaluation:
     """Read an evaluation written by :meth:`Evaluation.save` (no pickle is ever loaded)."""
-    path = Path(path)
-    if not path.exists():
-        raise ValidationError(f"lumos.metrics.load_evaluation: no such file: {path}")
-    with np.load(path, allow_pickle=False) as data:
-        if "__meta__" not in data.files:
-            raise ValidationError(f"lumos.metrics.load_evaluation: {path} is not a lumos file (no metadata)")
-        meta = json.loads(bytes(data["__meta__"]).decode("utf-8"))
-        if meta.get("kind") != "evaluation":
-            raise ValidationError(f"lumos.metrics.load_evaluation: {path} is not an Evaluation (an Explanation? "
-                                  f"use lumos.load)")
-        curves = {(method, metric): (data[f"curve_x_{i}"], data[f"curve_{i}"])
-                  for i, (method, metric) in enumerate(meta["curves"])}
-        values = data["values"]
+    meta, data = read_npz(path, owner="lumos.metrics.load_evaluation")
+    if meta.get("kind") != "evaluation":
+        raise ValidationError(f"lumos.metrics.load_evaluation: {path} is not an Evaluation (an Explanation? "
+                              f"use lumos.load)")
+    curves = {(method, metric): (data[f"curve_x_{i}"], data[f"curve_{i}"])
+              for i, (method, metric) in enumerate(meta["curves"])}
+    values = data["values"]
     return Evaluation(methods=meta["methods"], metrics=meta["metrics"], values=values,
                       properties=meta["properties"], higher_is_better=meta["higher_is_better"], curves=curves,
                       params=meta["params"], seed=meta["seed"], versions=meta.get("versions", {}))

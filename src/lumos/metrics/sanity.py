@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ..core.npz_store import read_npz, write_npz
 from ..errors import ValidationError
 from ..explanation import library_versions
 from ..methods.base import Explainer
@@ -229,27 +230,12 @@ class SanityReport:
         meta = {"format_version": FORMAT_VERSION, "kind": "sanity_report", "rule": asdict(self.rule),
                 "seed": self.seed, "n_samples": self.n_samples, "params": self.params, "versions": self.versions,
                 "results": entries}
-        try:
-            text = json.dumps(meta)
-        except TypeError as exc:
-            raise ValidationError(f"SanityReport.save: metadata is not JSON-serialisable: {exc}") from exc
-        arrays["__meta__"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        return path
+        return write_npz(path, arrays, meta, owner="SanityReport.save")
 
 
 def load_sanity_report(path: str | Path) -> SanityReport:
     """Read a report written by :meth:`SanityReport.save` (no pickle is ever loaded)."""
-    path = Path(path)
-    if not path.exists():
-        raise ValidationError(f"load_sanity_report: no such file: {path}")
-    with np.load(path, allow_pickle=False) as data:
-        if "__meta__" not in data.files:
-            raise ValidationError(f"load_sanity_report: {path} is not a lumos file (no metadata)")
-        meta = json.loads(bytes(data["__meta__"]).decode("utf-8"))
-        arrays = {name: data[name] for name in data.files if name != "__meta__"}
+    meta, arrays = read_npz(path, owner="load_sanity_report")
     if meta.get("kind") != "sanity_report":
         raise ValidationError(f"load_sanity_report: {path} holds no sanity report (kind {meta.get('kind')!r})")
     results: dict[str, dict[str, RandomisationResult]] = {}

@@ -33,9 +33,6 @@ class FeatureAblation(PerturbationExplainer):
     name: ClassVar[str] = "feature_ablation"
     reference: ClassVar[str] = "Zeiler & Fergus 2014, arXiv:1311.2901; Ancona et al. 2018, arXiv:1711.06104"
 
-    def __init__(self, model: Any, **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
-
     def _attribute(self, context: ExplainContext) -> Attribution:
         setup = self._setup(context)
         masker = setup.masker

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -37,9 +37,6 @@ class ExactSHAP(ShapleyExplainer):
 
     name: ClassVar[str] = "exact_shap"
     reference: ClassVar[str] = "Shapley 1953; Lundberg & Lee 2017, arXiv:1705.07874"
-
-    def __init__(self, model: Any, **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
 
     def _attribute(self, context: ExplainContext) -> Attribution:
         setup = self._setup(context)

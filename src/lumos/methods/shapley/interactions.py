@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from math import comb
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -43,9 +43,6 @@ class ShapleyInteractions(ShapleyExplainer):
 
     name: ClassVar[str] = "shapley_interactions"
     reference: ClassVar[str] = "Grabisch & Roubens 1999; Lundberg et al. 2020, Nature Machine Intelligence"
-
-    def __init__(self, model: Any, **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
 
     def _attribute(self, context: ExplainContext) -> Attribution:
         setup = self._setup(context)

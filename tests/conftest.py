@@ -365,11 +365,46 @@ class RaisingCNN(nn.Module):
         raise RuntimeError("boom inside forward")
 
 
+class FeatureTokenTransformer(nn.Module):
+    """(N, *features) floats -> one token per feature (``x_i * w_i + b_i``) -> 2-layer nn.TransformerEncoder
+    -> mean over tokens -> linear -> (N, 3): the attention methods' contract model (FT-Transformer style, so
+    attributions have the inputs' shape). ``dropout``/``batchnorm`` for the train-mode contract."""
+
+    def __init__(self, n_features: int = 6, dim: int = 8, dropout: float = 0.0, batchnorm: bool = False) -> None:
+        super().__init__()
+        self.token_weight = nn.Parameter(torch.randn(n_features, dim))
+        self.token_bias = nn.Parameter(torch.randn(n_features, dim) * 0.1)
+        layer = nn.TransformerEncoderLayer(dim, 2, 2 * dim, dropout=dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.bn = nn.BatchNorm1d(dim) if batchnorm else nn.Identity()
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.flatten(1)[:, :, None] * self.token_weight + self.token_bias
+        return self.head(self.bn(self.encoder(tokens).mean(1)))
+
+
+def make_feature_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, n_features: int = 6) -> nn.Module:
+    return build(seed, lambda: FeatureTokenTransformer(n_features), dtype)
+
+
+def make_train_mode_transformer(seed: int = 0) -> FeatureTokenTransformer:
+    """The feature-token transformer with dropout and batch norm (with non-trivial statistics), in train mode."""
+    model = build(seed, lambda: FeatureTokenTransformer(dropout=0.5, batchnorm=True))
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(1))
+        model.bn.running_var.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(2))
+    return model.train()
+
+
 # ---------------------------------------------------------------------------------------------- methods
 
 #: fast hyper-parameters per registered method (every method must appear here: see the contract tests)
 FAST_PARAMS: dict[str, dict[str, Any]] = {
     "saliency": {},
+    "attention": {},
+    "attention_rollout": {},
+    "attention_grad_rollout": {},
     "input_x_gradient": {},
     "integrated_gradients": {"n_steps": 8},
     "smoothgrad": {"n_samples": 4},
@@ -475,17 +510,23 @@ class Case:
     """The standard model, inputs and layer names the contract tests use for one kind of method.
 
     ``"any"``: methods that explain any model (the 6 -> 8 -> 3 MLP on (N, 6) inputs); ``"spatial"``: methods
-    that need a spatial layer (the CAM family: the GAP CNN on (N, 1, 8, 8) images).
+    that need a spatial layer (the CAM family: the GAP CNN on (N, 1, 8, 8) images); ``"attention"``: methods
+    that read attention maps (a feature-token transformer on (N, 6) inputs).
     """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         spatial = kind == "spatial"
+        attention = kind == "attention"
         self.sample_shape: tuple[int, ...] = (1, 8, 8) if spatial else (6,)
         self.layers: tuple[str, ...] = ("conv1", "conv2", "head") if spatial else ("fc1", "fc2")
         self.neuron_layer = "head" if spatial else "fc2"  # an inner/last layer for Neuron targets
-        self._model = make_gap_cnn if spatial else make_mlp
-        self._train_mode_model = make_train_mode_cnn if spatial else make_train_mode_net
+        self._model = make_gap_cnn if spatial else make_feature_transformer if attention else make_mlp
+        self._train_mode_model = (make_train_mode_cnn if spatial else make_train_mode_transformer if attention
+                                  else make_train_mode_net)
+        #: the first and last layer of :meth:`image_model` (frozen / hooked by the state contract tests)
+        self.first_layer, self.last_layer = {"spatial": ("conv1", "head"),
+                                             "attention": ("encoder", "head")}.get(kind, ("conv", "fc"))
         self.raising_model: Callable[[], nn.Module] = RaisingCNN if spatial else RaisingNet
         self.raising_layer = "conv" if spatial else "fc"
 
@@ -497,6 +538,8 @@ class Case:
 
     def image_model(self, dtype: torch.dtype = torch.float32) -> nn.Module:
         """A CNN on (N, 1, 8, 8) images with 3 classes, for tests that need one."""
+        if self.kind == "attention":
+            return make_feature_transformer(dtype=dtype, n_features=64)
         return make_gap_cnn(dtype=dtype) if self.kind == "spatial" else make_cnn(dtype=dtype)
 
     def inputs(self, seed: int, n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -506,15 +549,18 @@ class Case:
         """Inputs of a shape the model cannot take, and a fragment of the model's own error message."""
         if self.kind == "spatial":
             return rand(seed, n, 2, 8, 8), "channels"
+        if self.kind == "attention":
+            return rand(seed, n, 5), "must match the size"
         return rand(seed, n, 5), "mat1 and mat2"
 
 
 def method_kind(name: str) -> str:
-    """``"spatial"`` (the CAM family), ``"trees"`` (tree-ensemble methods) or ``"any"``."""
+    """``"spatial"`` (the CAM family), ``"trees"`` (tree-ensemble methods), ``"attention"`` or ``"any"``."""
     cls = lumos.methods.get_method(name)
     if getattr(cls, "needs_spatial_layer", False):
         return "spatial"
-    return "trees" if getattr(cls, "models", "any") == "trees" else "any"
+    models = getattr(cls, "models", "any")
+    return models if models in ("trees", "attention") else "any"
 
 
 def case_for(name: str) -> Case:

@@ -29,6 +29,8 @@ from .methods import (
     LRP,
     RISE,
     AblationCAM,
+    AttentionRollout,
+    AttentionWeights,
     Deconvolution,
     DeepLIFT,
     DeepSHAP,
@@ -39,6 +41,7 @@ from .methods import (
     GradCAM,
     GradCAMPlusPlus,
     GradientSHAP,
+    GradientWeightedRollout,
     GuidedBackprop,
     GuidedGradCAM,
     HiResCAM,
@@ -62,6 +65,8 @@ from .metrics import Evaluation, SanityReport, evaluate, load_evaluation, load_s
 
 __all__ = [
     "AblationCAM",
+    "AttentionRollout",
+    "AttentionWeights",
     "CAM",
     "Deconvolution",
     "DeepLIFT",
@@ -75,6 +80,7 @@ __all__ = [
     "GradCAM",
     "GradCAMPlusPlus",
     "GradientSHAP",
+    "GradientWeightedRollout",
     "GuidedBackprop",
     "GuidedGradCAM",
     "HiResCAM",

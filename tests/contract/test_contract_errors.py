@@ -153,6 +153,13 @@ def method_specific_cases() -> list[tuple[str, str, object]]:
         ("lime", "feature_selection", "lars"),
         ("rise", "n_masks", 0),
         ("rise", "p", 0.0),
+        ("attention", "head_reduction", "median"),
+        ("attention", "query", "cls"),
+        ("attention", "layer_index", 1.5),
+        ("attention_rollout", "discard_ratio", 1.0),
+        ("attention_rollout", "start_layer", -1),
+        ("attention_grad_rollout", "start_layer", -1),
+        ("attention_grad_rollout", "subtract_identity", "yes"),
     ]
     return cases
 

@@ -33,11 +33,11 @@ def test_no_hook_left_after_a_call(name: str) -> None:
     model = case.image_model()
     x = rand(0, 3, 1, 8, 8)
     calls: list[int] = []
-    last = "head" if case.kind == "spatial" else "fc"
+    last = case.last_layer
     getattr(model, last).register_forward_hook(lambda m, a, o: calls.append(1))  # the user's own hook
     assert count_hooks(model) == 1
     # a Neuron target captures an inner layer with a hook of its own (after the CAM layer for spatial methods)
-    target = lumos.targets.Neuron(last if case.kind == "spatial" else "conv", 1)
+    target = lumos.targets.Neuron(case.first_layer if case.kind == "any" else last, 1)
     run_method(name, model, x, target=1 if name == "cam" else target)  # (CAM explains classes only)
     assert count_hooks(model) == 1  # ours are gone, the user's is still there ...
     calls.clear()
@@ -121,7 +121,7 @@ def test_train_mode_model_is_explained_in_eval_mode_and_restored(name: str) -> N
 def test_requires_grad_flags_and_grads_are_unchanged(name: str) -> None:
     case = case_for(name)
     model = case.image_model()
-    first, last = (model.conv1, model.head) if case.kind == "spatial" else (model.conv, model.fc)
+    first, last = getattr(model, case.first_layer), getattr(model, case.last_layer)
     for p in first.parameters():  # frozen feature extractor
         p.requires_grad_(False)
     existing = torch.full_like(last.weight, 0.25)

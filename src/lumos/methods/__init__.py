@@ -1,6 +1,7 @@
 """lumos methods: every class is an :class:`Explainer` registered under a snake_case name."""
 
 from ..core.registry import get_method, method_info, method_names
+from .attention import AttentionRollout, AttentionWeights, GradientWeightedRollout
 from .base import Explainer
 from .cam import (
     CAM,
@@ -31,6 +32,8 @@ from .shapley import ExactSHAP, KernelSHAP, PermutationSHAP, ShapleyInteractions
 
 __all__ = [
     "AblationCAM",
+    "AttentionRollout",
+    "AttentionWeights",
     "CAM",
     "Deconvolution",
     "DeepLIFT",
@@ -42,6 +45,7 @@ __all__ = [
     "GradCAM",
     "GradCAMPlusPlus",
     "GradientSHAP",
+    "GradientWeightedRollout",
     "GuidedBackprop",
     "GuidedGradCAM",
     "HiResCAM",

@@ -95,6 +95,9 @@ class Explainer:
     models: ClassVar[str] = "any"
     #: extra keyword arguments ``explain`` accepts besides the common ones (e.g. ``feature_groups``)
     data_arguments: ClassVar[tuple[str, ...]] = ()
+    #: the method differentiates with respect to the inputs (or ``layer=``), so integer token ids need ``layer=``;
+    #: ``False`` for methods whose gradients are taken inside the model (e.g. at attention maps)
+    gradients_at_inputs: ClassVar[bool] = True
     reference: ClassVar[str] = ""
 
     def __init__(self, model: Any, *, layer: nn.Module | str | None = None, output: OutputSelector = None,
@@ -168,7 +171,7 @@ class Explainer:
             )
         device = adapter.device
         batch = prepare_inputs(inputs, owner=owner, device=device, float_dtype=adapter.float_dtype)
-        if self.requires_gradients and self.layer is None and not batch.is_floating:
+        if self.requires_gradients and self.gradients_at_inputs and self.layer is None and not batch.is_floating:
             raise ValidationError(
                 f"{owner}: gradients need floating-point inputs, got {batch.describe()}. For token ids, "
                 f"attribute to the embedding layer instead: {owner}(model, layer='embeddings')"

@@ -55,7 +55,9 @@ def effective_complexity(attributions: Any, *, threshold: float = 0.01) -> np.nd
 
     ``EC = #{i : |a_i| > threshold * max_j |a_j|}``; lower means a simpler explanation.
     Nguyen & Martinez (2020), "On Quantitative Aspects of Model Interpretability", arXiv:2007.07584 (they
-    threshold normalised attributions; the threshold here is relative to each sample's maximum).
+    threshold normalised attributions; the threshold here is relative to each sample's maximum). Quantus 0.6's
+    ``EffectiveComplexity`` normalises by the largest magnitude of the whole batch instead, so its count for a
+    sample depends on the other samples (equal to this one when every sample has the same maximum).
     """
     if not 0.0 <= threshold < 1.0:
         raise ValidationError(f"effective_complexity: threshold must be in [0, 1), got {threshold!r}")

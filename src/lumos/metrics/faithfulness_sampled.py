@@ -122,7 +122,10 @@ def infidelity(model: Any, inputs: Any, attributions: Any, *, target: Any = None
     (Yeh et al. report infidelity of the scaled explanation); ``False``: ``beta = 1``. The attributions are
     used as given (``I . a``): exact for gradient-type attributions of a linear model.
     Yeh, Hsieh, Suggala, Inouye & Ravikumar (2019), "On the (In)fidelity and Sensitivity of Explanations",
-    NeurIPS, def. 2.1.
+    NeurIPS, def. 2.1. Quantus 0.6's ``Infidelity`` is a different, deterministic quantity: it replaces
+    the non-overlapping patches cumulatively (each evaluation removes one more patch), takes the mean squared
+    error between ``f(x) - f(x~)`` and ``sum a (x - x~)`` over those steps, without ``beta``, and repeats the
+    identical computation ``n_perturb_samples`` times.
 
     Example::
 

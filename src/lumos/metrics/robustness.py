@@ -42,8 +42,9 @@ def resolve_explainer(explainer: Any, model: Any, params: Mapping[str, Any] | No
 
 def perturbed_attributions(model: Any, inputs: Any, explainer: Any, *, target: Any, radius: float,
                            n_samples: int, seed: int | None, baseline: Any, explainer_params: Any,
-                           explain_kwargs: Any, owner: str) -> tuple[np.ndarray, np.ndarray]:
-    """Flat float64 inputs (n, 1 + m, d) and attributions (n, 1 + m, d'): index 0 the clean sample, 1..m copies."""
+                           explain_kwargs: Any, owner: str) -> tuple[torch.Tensor, np.ndarray]:
+    """The explained rows (n * (1 + m), *shape), sample by sample, and the flat float64 attributions
+    (n, 1 + m, d'): index 0 the clean sample, 1..m its copies."""
     radius = check_positive(radius, name="radius", owner=owner)
     m = check_int(n_samples, name="n_samples", owner=owner)
     instance = resolve_explainer(explainer, model, explainer_params, owner=owner)
@@ -70,8 +71,7 @@ def perturbed_attributions(model: Any, inputs: Any, explainer: Any, *, target: A
                                    Expanded(as_target(target, owner=owner), 1 + m),
                                    baseline=baseline, **dict(explain_kwargs or {}))
     attributions = per_sample(explanation, owner=owner).reshape(n, 1 + m, -1)
-    flat_x = stacked.detach().to("cpu", torch.float64).numpy().reshape(n, 1 + m, -1)
-    return flat_x, attributions
+    return stacked, attributions
 
 
 def _norm(values: np.ndarray, norm: str) -> np.ndarray:
@@ -150,9 +150,10 @@ def local_lipschitz_estimate(model: Any, inputs: Any, explainer: Any, *, target:
         local_lipschitz_estimate(model, x, "integrated_gradients", radius=0.1, seed=0).values
     """
     owner = "local_lipschitz_estimate"
-    x, a = perturbed_attributions(model, inputs, explainer, target=target, radius=radius, n_samples=n_samples,
-                                  seed=seed, baseline=baseline, explainer_params=explainer_params,
-                                  explain_kwargs=explain_kwargs, owner=owner)
+    stacked, a = perturbed_attributions(model, inputs, explainer, target=target, radius=radius,
+                                        n_samples=n_samples, seed=seed, baseline=baseline,
+                                        explainer_params=explainer_params, explain_kwargs=explain_kwargs, owner=owner)
+    x = stacked.detach().to("cpu", torch.float64).numpy().reshape(a.shape[0], a.shape[1], -1)
     distance = _norm(x[:, 1:] - x[:, :1], "l2")
     change = _norm(a[:, 1:] - a[:, :1], "l2")
     with np.errstate(invalid="ignore", divide="ignore"):

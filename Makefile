@@ -20,6 +20,8 @@ demo: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[demo]"
 	# ccexam declares torchvision (unused; its PyPI build pulls another torch): install it without dependencies
 	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps "ccexam==1.0.0"
+	# timm ships the ImageNet class names (read as data files, never imported); it declares torchvision: no deps
+	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps "timm==1.0.31"
 	$(BIN)/lumos demo
 
 test: $(STAMP)

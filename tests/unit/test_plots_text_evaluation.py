@@ -188,3 +188,48 @@ def test_sanity_cascade_rows_methods_columns_layers(tmp_path, no_pyplot_state) -
         SanityCascadeDisplay({"ig": [np.ones((3, 3))] * 3}, columns=["original", "b"])
     with pytest.raises(ValidationError, match="has columns"):
         SanityCascadeDisplay({"ig": {"original": np.ones((2, 2))}, "sg": {"other": np.ones((2, 2))}})
+
+
+def kept_result(method: str, steps: list[str], maps: np.ndarray, spearman: np.ndarray):
+    from lumos.metrics.randomisation import RandomisationResult
+
+    return RandomisationResult("cascading", method, steps, {"spearman_abs": spearman}, maps=maps)
+
+
+def test_sanity_cascade_from_results_draws_the_kept_maps(tmp_path, no_pyplot_state) -> None:
+    g = np.random.default_rng(4)
+    steps = ["fc2", "fc1", "conv2", "conv1"]
+    maps = {m: np.abs(g.normal(size=(5, 3, 9, 9))).astype(np.float32) for m in ["saliency", "guided_backprop"]}
+    sims = {m: g.uniform(size=(4, 3)) for m in maps}
+    results = {m: kept_result(m, steps, maps[m], sims[m]) for m in maps}
+    d = SanityCascadeDisplay.from_results(results, index=1).plot()
+    assert d.columns == ["original", *steps] and d.names == ["saliency", "guided_backprop"]
+    assert d.axes_.shape == (2, 5)
+    for r, m in enumerate(maps):
+        for c in range(5):  # column c draws stored map c of sample 1 (c = 0: the trained model)
+            np.testing.assert_array_equal(np.asarray(d.cell_images_[r][c].get_array()), maps[m][c, 1])
+        assert [d.axes_[r, c].get_xlabel() for c in range(5)] == ["1.00", *[f"{v:.2f}" for v in sims[m][:, 1]]]
+    assert d.cell_images_[0][0].get_cmap().name != "RdBu_r"  # magnitudes: a sequential colour map
+    check_saved(d, tmp_path)
+    # at most 3 columns: the original, the first and the last step
+    short = SanityCascadeDisplay.from_results(results, index=0, max_columns=3, measure=None)
+    assert short.columns == ["original", "fc2", "conv1"] and short.scores is None
+    np.testing.assert_array_equal(short.rows[1][2], maps["guided_backprop"][4, 0])
+    # methods that kept no maps are left out
+    results["no_maps"] = kept_result("no_maps", steps, None, sims["saliency"])
+    assert SanityCascadeDisplay.from_results(results).names == ["saliency", "guided_backprop"]
+
+
+def test_sanity_cascade_from_results_errors() -> None:
+    steps = ["fc"]
+    ok = kept_result("s", steps, np.ones((2, 1, 8, 8), np.float32), np.ones((1, 1)))
+    with pytest.raises(ValidationError, match="no result kept its maps"):
+        SanityCascadeDisplay.from_results({"s": kept_result("s", steps, None, np.ones((1, 1)))})
+    with pytest.raises(ValidationError, match=r"index must be an int in \[0, 1\)"):
+        SanityCascadeDisplay.from_results({"s": ok}, index=1)
+    with pytest.raises(ValidationError, match="max_columns must be an int >= 2"):
+        SanityCascadeDisplay.from_results({"s": ok}, max_columns=1)
+    with pytest.raises(ValidationError, match="measure must be one of"):
+        SanityCascadeDisplay.from_results({"s": ok}, measure="ssim")
+    with pytest.raises(ValidationError, match="needs 2-D"):
+        SanityCascadeDisplay.from_results({"s": kept_result("s", steps, np.ones((2, 1, 8)), np.ones((1, 1)))})

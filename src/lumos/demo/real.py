@@ -27,6 +27,7 @@ import torch
 import lumos
 
 from .cases import DemoCase, MethodPlan
+from .progress import overall_progress
 
 #: importable module names each part needs (the distributions are in the ``demo`` extra; ccexam --no-deps)
 PACKAGES: dict[str, tuple[str, ...]] = {
@@ -139,14 +140,19 @@ def _sanity(case: DemoCase, seed: int, progress: bool, log: Callable[[str], None
         return None
 
 
-def run_case(case: DemoCase, out_dir: Path, *, seed: int, progress: bool,
-             log: Callable[[str], None]) -> tuple[list[Row], dict[str, lumos.Explanation], Any, Any]:
-    """Explain ``case`` with each planned method (saving ``<out>/<case>/<method>.npz``), evaluate, sanity-check."""
+def run_case(case: DemoCase, out_dir: Path, *, seed: int, progress: bool, log: Callable[[str], None],
+             on_step: Callable[[str], None] | None = None) -> tuple[list[Row], dict[str, lumos.Explanation], Any, Any]:
+    """Explain ``case`` with each planned method (saving ``<out>/<case>/<method>.npz``), evaluate, sanity-check.
+
+    ``on_step(label)`` is called before each step (each method, ``"evaluation"``, ``"sanity check"``): the
+    :func:`case_steps` of them."""
+    on_step = on_step or (lambda _label: None)
     folder = out_dir / case.name
     folder.mkdir(parents=True, exist_ok=True)
     rows: dict[str, Row] = {}
     explanations: dict[str, lumos.Explanation] = {}
     for plan in case.methods:
+        on_step(plan.name)
         row = rows.setdefault(plan.name, Row(case.name, plan.name))
         start = time.perf_counter()
         try:
@@ -161,7 +167,9 @@ def run_case(case: DemoCase, out_dir: Path, *, seed: int, progress: bool,
         row.quality = _residual(e)
         row.file = str(e.save(folder / f"{plan.name}.npz"))
         explanations[plan.name] = e
+    on_step("evaluation")
     evaluation = _evaluate(case, explanations, seed, progress, rows, log)
+    on_step("sanity check")
     sanity = _sanity(case, seed, progress, log)
     if sanity is not None:
         for name in case.sanity_methods:
@@ -172,6 +180,11 @@ def run_case(case: DemoCase, out_dir: Path, *, seed: int, progress: bool,
                     continue
                 rows[name].quality += ("; " if rows[name].quality else "") + f"sanity {'passed' if passed else 'FAILED'}"
     return list(rows.values()), explanations, evaluation, sanity
+
+
+def case_steps(case: DemoCase) -> int:
+    """The steps :func:`run_case` announces: one per method, the evaluation and the sanity check."""
+    return len(case.methods) + 2
 
 
 def _load_case(name: str, seed: int) -> DemoCase:
@@ -225,6 +238,10 @@ def _index_page(out_dir: Path, cases: dict[str, dict[str, Any]], result_table: s
                      f"{html.escape(info['quality'])}</p><ul>")
         parts += [f"<li>{html.escape(label)}</li>" for label in info["labels"]]
         parts.append("</ul>")
+        notes = info.get("notes") or []
+        if notes:  # one note is shown, several (token lists, category codes) are folded
+            parts.append(f"<details{' open' if len(notes) == 1 else ''}><summary>notes</summary><ul>"
+                         + "".join(f"<li>{html.escape(str(n))}</li>" for n in notes) + "</ul></details>")
         if info.get("report"):
             parts.append(f"<p><a href='{html.escape(Path(info['report']).name)}'>the {name} report</a></p>")
     parts.append(f"<h2>Methods</h2><pre>{html.escape(result_table)}</pre></body></html>")
@@ -234,12 +251,22 @@ def _index_page(out_dir: Path, cases: dict[str, dict[str, Any]], result_table: s
 
 
 def run_real_demo(out_dir: str | Path = "lumos-demo", *, datasets: list[str] | tuple[str, ...] = tuple(PACKAGES),
-                  seed: int = 0, progress: bool = False, log: Callable[[str], None] | None = None) -> RealDemoResult:
+                  seed: int = 0, progress: bool = False, log: Callable[[str], None] | None = None,
+                  overall_bar: bool | None = None) -> RealDemoResult:
     """Run the chosen parts; write ``<out>/<part>/<method>.npz``, one report per part, ``report.html``
-    (the index, linking them) and ``summary.json``."""
-    log = log or (lambda _text: None)
+    (the index, linking them) and ``summary.json``.
+
+    ``progress``: the methods' own progress bars; ``overall_bar``: one bar over the datasets and their steps
+    (loading, each method, evaluation, sanity check, report); ``None`` follows ``LUMOS_PROGRESS`` and
+    otherwise shows it on a terminal while ``log`` is given (see :mod:`lumos.demo.progress`)."""
+    with overall_progress(tuple(datasets), show=overall_bar, logging=log is not None) as bar:
+        return _run_real_demo(Path(out_dir), tuple(datasets), seed, progress, bar.wrap_log(log or (lambda _t: None)),
+                              bar)
+
+
+def _run_real_demo(out_dir: Path, datasets: tuple[str, ...], seed: int, progress: bool, log: Callable[[str], None],
+                   bar: Any) -> RealDemoResult:
     start = time.perf_counter()
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     cases: dict[str, dict[str, Any]] = {}
@@ -249,17 +276,21 @@ def run_real_demo(out_dir: str | Path = "lumos-demo", *, datasets: list[str] | t
         for name in datasets:
             t0 = time.perf_counter()
             log(f"{name}: loading the data and the model ...")
+            bar.begin(name, "loading")
             case = _load_case(name, seed)
+            bar.steps(1 + case_steps(case) + 1)  # loading, run_case's steps, the report
             log(f"{name}: {case.quality}; explaining {len(case.labels)} samples with {len(case.methods)} methods")
             case_rows, explanations, evaluation, sanity = run_case(case, out_dir, seed=seed, progress=progress,
-                                                                   log=log)
+                                                                   log=log, on_step=bar.step)
             rows += case_rows
+            bar.step("report")
             report, note = _build_report(case, explanations, evaluation, sanity, out_dir / f"report-{name}.html")
             if note:
                 notes.append(note)
             cases[name] = {"title": case.title, "model": case.model_name, "quality": case.quality,
                            "labels": case.labels, "notes": case.notes, "report": str(report) if report else None,
                            "seconds": time.perf_counter() - t0}
+            bar.end()
             log(f"{name}: done in {time.perf_counter() - t0:.1f} s")
     finally:
         torch.set_num_threads(threads)

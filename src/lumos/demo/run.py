@@ -17,6 +17,7 @@ import lumos
 
 from .digits import DigitsData, TrainingConfig, load_data, torch_threads, trained_model
 from .figures import heatmap_grid
+from .progress import overall_progress
 
 #: hyper-parameters of the methods that have any, and which baseline they get
 #: ("zeros": a black image; "background": 32 training images)
@@ -121,13 +122,16 @@ def _prepare_out_dir(out_dir: Path) -> Path:
 
 
 def explain_all(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, background: torch.Tensor, *,
-                seed: int, progress: bool, out_dir: Path,
-                log: Callable[[str], None]) -> tuple[list[MethodResult], list[tuple[str, np.ndarray]]]:
-    """Explain ``x`` (target ``y``) with every gradient method; save each Explanation as ``<method>.npz``."""
+                seed: int, progress: bool, out_dir: Path, log: Callable[[str], None],
+                on_step: Callable[[str], None] | None = None) -> tuple[list[MethodResult], list[tuple[str, np.ndarray]]]:
+    """Explain ``x`` (target ``y``) with every gradient method; save each Explanation as ``<method>.npz``.
+    ``on_step(name)`` is called before each method."""
     results: list[MethodResult] = []
     maps: list[tuple[str, np.ndarray]] = []
     for info in gradient_methods():
         name = info["name"]
+        if on_step is not None:
+            on_step(name)
         params, baseline_kind = METHOD_SETTINGS.get(name, ({}, "background" if info["needs_baseline"] else None))
         params = dict(params)
         if info["stochastic"]:
@@ -154,16 +158,30 @@ def explain_all(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, backgr
 
 
 def run_demo(out_dir: str | Path = "lumos-demo", *, seed: int = 0, n_images: int = 6, progress: bool = False,
-             use_cache: bool = True, log: Callable[[str], None] | None = None) -> DemoResult:
+             use_cache: bool = True, log: Callable[[str], None] | None = None,
+             overall_bar: bool | None = None) -> DemoResult:
     """Train (or load) the digits CNN, explain ``n_images`` test digits with every gradient method and write
-    ``heatmaps.png``, one ``<method>.npz`` per method and ``summary.json`` to ``out_dir``."""
-    log = log or (lambda message: None)
+    ``heatmaps.png``, one ``<method>.npz`` per method and ``summary.json`` to ``out_dir``.
+
+    ``progress``: the methods' own bars; ``overall_bar``: one bar over the steps (``None``: follows
+    ``LUMOS_PROGRESS``, else shown on a terminal while ``log`` is given; see :mod:`lumos.demo.progress`)."""
+    with overall_progress(("digits",), show=overall_bar, logging=log is not None, unit="part") as bar:
+        bar.begin("digits", "model")
+        bar.steps(len(gradient_methods()) + 2)  # the model, each method, the figure
+        result = _run_demo(Path(out_dir), seed, n_images, progress, use_cache,
+                           bar.wrap_log(log or (lambda _message: None)), bar.step)
+        bar.end()
+    return result
+
+
+def _run_demo(out_dir: Path, seed: int, n_images: int, progress: bool, use_cache: bool, log: Callable[[str], None],
+              on_step: Callable[[str], None]) -> DemoResult:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise lumos.ValidationError(f"demo: seed must be an int >= 0, got {seed!r}")
     if isinstance(n_images, bool) or not isinstance(n_images, int) or not 1 <= n_images <= 10:
         raise lumos.ValidationError(f"demo: n_images must be an int from 1 to 10, got {n_images!r}")
     started = time.perf_counter()
-    out_dir = _prepare_out_dir(Path(out_dir))
+    out_dir = _prepare_out_dir(out_dir)
     config = TrainingConfig(seed=seed)
     with torch_threads(1):
         data = load_data(config)
@@ -186,7 +204,8 @@ def run_demo(out_dir: str | Path = "lumos-demo", *, seed: int = 0, n_images: int
         background = data.x_train[:N_BACKGROUND]
         log(f"explaining {len(index)} test images (target: their true label) with every gradient method ...")
         results, maps = explain_all(model, x, y, background, seed=seed, progress=progress, out_dir=out_dir,
-                                    log=log)
+                                    log=log, on_step=on_step)
+    on_step("figure")
 
     titles = [f"label {int(t)}\npred {int(p)} ({float(probabilities[k, p]):.0%})"
               for k, (t, p) in enumerate(zip(y, predicted, strict=True))]

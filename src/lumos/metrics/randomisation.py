@@ -25,6 +25,11 @@ values are all equal) from a seeded generator. Only a deep copy of the model is 
 Targets: the randomised models explain the class the trained model was explained for (its predicted class
 when ``target=None``), so only the model changes, not the question.
 
+Maps: with ``keep_maps=k`` the maps of the first ``k`` samples are kept in ``RandomisationResult.maps``,
+shape ``(1 + n_steps, k, ...)``: index 0 the trained model's map, then one per step; they are the magnitude
+maps the default measure compares (``sum_c |a_c|`` for images (N, C, H, W) -> (H, W); ``|a|`` flattened
+otherwise), float32. They cost ``(1 + n_steps) x k x H x W x 4`` bytes per method and test.
+
 Cost: one batched ``explain`` call per (method, step); the floor is the same calls on the trained model.
 """
 
@@ -55,6 +60,8 @@ INITS = ("reset", "normal")
 #: seed stream of the random-logit classes and of the label permutation (layers use streams 0, 1, ...)
 _LOGIT_STREAM = 2**31 - 1
 _LABEL_STREAM = 2**31 - 2
+#: samples whose maps the tests keep by default (for the report's cascade figure)
+DEFAULT_KEEP_MAPS = 2
 
 
 @dataclass
@@ -68,6 +75,8 @@ class RandomisationResult:
             ``"random labels"`` or ``"random logit"``.
         similarity: ``{measure: array (n_steps, n_samples)}``; 1 = the explanation did not change.
         extras: per-test details (e.g. the random classes of the random-logit test).
+        maps: ``None``, or the kept magnitude maps ``(1 + n_steps, k, ...)``: ``maps[0]`` of the trained model,
+            ``maps[s + 1]`` after step ``s``, for the first ``k`` samples (see the module doc).
     """
 
     test: str
@@ -75,6 +84,7 @@ class RandomisationResult:
     steps: list[str]
     similarity: dict[str, np.ndarray]
     extras: dict[str, Any] = field(default_factory=dict)
+    maps: np.ndarray | None = None
 
     def mean(self, measure: str) -> np.ndarray:
         """Mean over samples at each step, shape (n_steps,)."""
@@ -249,11 +259,28 @@ def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {m: np.stack([r[m] for r in rows]) for m in rows[0]} if rows else {}
 
 
+def check_keep_maps(keep_maps: Any, *, owner: str) -> int:
+    """Validate ``keep_maps`` (how many samples' maps to keep): an int >= 0."""
+    if isinstance(keep_maps, bool) or not isinstance(keep_maps, (int, np.integer)) or keep_maps < 0:
+        raise ValidationError(f"{owner}: keep_maps must be an int >= 0 (the number of samples whose maps are kept), "
+                              f"got {keep_maps!r}")
+    return int(keep_maps)
+
+
+def _kept(state: MethodState, changed: list[np.ndarray], keep_maps: int) -> np.ndarray | None:
+    """The trained model's magnitude map and each changed one (``changed``) of the first ``keep_maps`` samples,
+    stacked as float32 ``(1 + len(changed), k, ...)``; ``None`` when ``keep_maps == 0``."""
+    if keep_maps == 0:
+        return None
+    return np.stack([state.comparer.reference.magnitude[:keep_maps],
+                     *[m[:keep_maps] for m in changed]]).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------- tests
 def run_parameter_randomisation(model: nn.Module, inputs: Any, states: list[MethodState], *, mode: str,
                                 seed: int, init: str, explain_args: Mapping[str, Any],
                                 forward_kwargs: Mapping[str, Any] | None, progress: bool | None,
-                                owner: str) -> dict[str, RandomisationResult]:
+                                owner: str, keep_maps: int = 0) -> dict[str, RandomisationResult]:
     """The model-parameter randomisation test for prepared methods (see :func:`model_parameter_randomisation`)."""
     if mode not in MODES:
         raise ValidationError(f"{owner}: mode must be one of {list(MODES)}, got {mode!r}")
@@ -263,6 +290,7 @@ def run_parameter_randomisation(model: nn.Module, inputs: Any, states: list[Meth
     seeds = {name: derive_seed(seed, i) for i, name in enumerate(layers)}
     top_down = list(reversed(layers))
     rows: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in states}
+    kept: dict[str, list[np.ndarray]] = {s.name: [] for s in states}
     randomised = copy.deepcopy(model)
     bound = {s.name: rebind(s.explainer, model, randomised) for s in states}
     with progress_bar(len(top_down) * len(states), desc=f"{mode} randomisation", progress=progress,
@@ -273,16 +301,19 @@ def run_parameter_randomisation(model: nn.Module, inputs: Any, states: list[Meth
             for state in states:
                 maps = _explain_maps(state, bound[state.name], inputs, explain_args)
                 rows[state.name].append(state.comparer.compare(maps))
+                if keep_maps:
+                    kept[state.name].append(maps.magnitude[:keep_maps].astype(np.float32))
                 bar.update(1)
             if mode == "independent":  # put the trained weights back before the next layer
                 layer.load_state_dict(model.get_submodule(name).state_dict())
     return {s.name: RandomisationResult(mode, s.name, list(top_down), _stack(rows[s.name]),
-                                        {"seed": seed, "init": init}) for s in states}
+                                        {"seed": seed, "init": init}, _kept(s, kept[s.name], keep_maps))
+            for s in states}
 
 
 def run_random_logit(model: nn.Module, inputs: Any, states: list[MethodState], *, seed: int,
                      explain_args: Mapping[str, Any], forward_kwargs: Mapping[str, Any] | None,
-                     progress: bool | None, owner: str) -> dict[str, RandomisationResult]:
+                     progress: bool | None, owner: str, keep_maps: int = 0) -> dict[str, RandomisationResult]:
     """The random-logit test for prepared methods (see :func:`random_logit`)."""
     output = _model_output(model, inputs, forward_kwargs, owner)
     n_classes = int(output.shape[1]) if output.ndim == 2 else 1
@@ -304,7 +335,8 @@ def run_random_logit(model: nn.Module, inputs: Any, states: list[MethodState], *
             maps = _explain_maps(state, state.explainer, inputs, explain_args, target=other)
             similarity = {m: v[None] for m, v in state.comparer.compare(maps).items()}
             out[state.name] = RandomisationResult("random_logit", state.name, ["random logit"], similarity,
-                                                  {"seed": seed, "random_classes": other})
+                                                  {"seed": seed, "random_classes": other},
+                                                  _kept(state, [maps.magnitude], keep_maps))
             bar.update(1)
     return out
 
@@ -312,7 +344,7 @@ def run_random_logit(model: nn.Module, inputs: Any, states: list[MethodState], *
 def run_data_randomisation(model: nn.Module, inputs: Any, states: list[MethodState], *,
                            train_fn: Callable[[Any], nn.Module], labels: Any, seed: int,
                            explain_args: Mapping[str, Any], progress: bool | None,
-                           owner: str) -> dict[str, RandomisationResult]:
+                           owner: str, keep_maps: int = 0) -> dict[str, RandomisationResult]:
     """The data-randomisation test for prepared methods (see :func:`data_randomisation`)."""
     if not callable(train_fn):
         raise ValidationError(f"{owner}: train_fn must be a callable labels -> trained model, got "
@@ -326,7 +358,8 @@ def run_data_randomisation(model: nn.Module, inputs: Any, states: list[MethodSta
         for state in states:
             maps = _explain_maps(state, rebind(state.explainer, model, trained), inputs, explain_args)
             similarity = {m: v[None] for m, v in state.comparer.compare(maps).items()}
-            out[state.name] = RandomisationResult("data", state.name, ["random labels"], similarity, {"seed": seed})
+            out[state.name] = RandomisationResult("data", state.name, ["random labels"], similarity, {"seed": seed},
+                                                  _kept(state, [maps.magnitude], keep_maps))
             bar.update(1)
     return out
 
@@ -378,7 +411,8 @@ def model_parameter_randomisation(model: nn.Module, inputs: Any, methods: Sequen
                                   measures: Sequence[str] = SIMILARITY_MEASURES, seed: int = 0, init: str = "reset",
                                   method_params: Mapping[str, Mapping[str, Any]] | None = None,
                                   baseline: Any = None, forward_kwargs: Mapping[str, Any] | None = None,
-                                  progress: bool | None = None) -> dict[str, RandomisationResult]:
+                                  progress: bool | None = None,
+                                  keep_maps: int = DEFAULT_KEEP_MAPS) -> dict[str, RandomisationResult]:
     """Model-parameter randomisation test (Adebayo et al. 2018): similarity of each method's explanation of the
     trained model to its explanation after re-initialising layers, per layer step and sample.
 
@@ -399,6 +433,7 @@ def model_parameter_randomisation(model: nn.Module, inputs: Any, methods: Sequen
         method_params: ``{name: {parameter: value}}`` for methods given by name.
         baseline, forward_kwargs: passed to every explain call.
         progress: progress bar (``None``: on a terminal).
+        keep_maps: keep the maps of the first ``keep_maps`` samples (``result.maps``; 0 keeps none).
 
     Returns:
         ``{method name: RandomisationResult}`` with ``steps`` the layers from the output down.
@@ -409,18 +444,19 @@ def model_parameter_randomisation(model: nn.Module, inputs: Any, methods: Sequen
         res["saliency"].mean("spearman_abs")      # one value per layer step
     """
     owner = "model_parameter_randomisation"
+    keep_maps = check_keep_maps(keep_maps, owner=owner)
     setup = prepare_run(model, inputs, methods, target, measures=measures, seed=seed, method_params=method_params,
                    baseline=baseline, forward_kwargs=forward_kwargs, owner=owner)
     return run_parameter_randomisation(setup.model, inputs, setup.states, mode=mode, seed=setup.seed, init=init,
                                        explain_args=setup.explain_args, forward_kwargs=forward_kwargs,
-                                       progress=progress, owner=owner)
+                                       progress=progress, owner=owner, keep_maps=keep_maps)
 
 
 def random_logit(model: nn.Module, inputs: Any, methods: Sequence[str | Explainer] | str, target: Any = None, *,
                  measures: Sequence[str] = SIMILARITY_MEASURES, seed: int = 0,
                  method_params: Mapping[str, Mapping[str, Any]] | None = None, baseline: Any = None,
-                 forward_kwargs: Mapping[str, Any] | None = None,
-                 progress: bool | None = None) -> dict[str, RandomisationResult]:
+                 forward_kwargs: Mapping[str, Any] | None = None, progress: bool | None = None,
+                 keep_maps: int = DEFAULT_KEEP_MAPS) -> dict[str, RandomisationResult]:
     """Random-logit test (Sixt, Granz & Landgraf 2020): similarity of the explanation of each sample's class
     ``c`` (``target``, default the predicted class) and of a random other class ``c' != c`` (seeded).
 
@@ -432,18 +468,19 @@ def random_logit(model: nn.Module, inputs: Any, methods: Sequence[str | Explaine
         random_logit(model, x, ["saliency"], seed=0)["saliency"].final("spearman_abs")
     """
     owner = "random_logit"
+    keep_maps = check_keep_maps(keep_maps, owner=owner)
     setup = prepare_run(model, inputs, methods, target, measures=measures, seed=seed, method_params=method_params,
                    baseline=baseline, forward_kwargs=forward_kwargs, owner=owner)
     return run_random_logit(setup.model, inputs, setup.states, seed=setup.seed, explain_args=setup.explain_args,
-                            forward_kwargs=forward_kwargs, progress=progress, owner=owner)
+                            forward_kwargs=forward_kwargs, progress=progress, owner=owner, keep_maps=keep_maps)
 
 
 def data_randomisation(model: nn.Module, inputs: Any, methods: Sequence[str | Explainer] | str, *,
                        train_fn: Callable[[Any], nn.Module], labels: Any, target: Any = None,
                        measures: Sequence[str] = SIMILARITY_MEASURES, seed: int = 0,
                        method_params: Mapping[str, Mapping[str, Any]] | None = None, baseline: Any = None,
-                       forward_kwargs: Mapping[str, Any] | None = None,
-                       progress: bool | None = None) -> dict[str, RandomisationResult]:
+                       forward_kwargs: Mapping[str, Any] | None = None, progress: bool | None = None,
+                       keep_maps: int = DEFAULT_KEEP_MAPS) -> dict[str, RandomisationResult]:
     """Data-randomisation test (Adebayo et al. 2018, sec. 3.2): similarity of each method's explanation of the
     trained model and of a model trained on randomly permuted labels.
 
@@ -456,10 +493,12 @@ def data_randomisation(model: nn.Module, inputs: Any, methods: Sequence[str | Ex
         data_randomisation(model, x, ["saliency"], train_fn=lambda y: fit(x_train, y), labels=y_train)
     """
     owner = "data_randomisation"
+    keep_maps = check_keep_maps(keep_maps, owner=owner)
     setup = prepare_run(model, inputs, methods, target, measures=measures, seed=seed, method_params=method_params,
                    baseline=baseline, forward_kwargs=forward_kwargs, owner=owner)
     return run_data_randomisation(setup.model, inputs, setup.states, train_fn=train_fn, labels=labels,
-                                  seed=setup.seed, explain_args=setup.explain_args, progress=progress, owner=owner)
+                                  seed=setup.seed, explain_args=setup.explain_args, progress=progress, owner=owner,
+                                  keep_maps=keep_maps)
 
 
 def iter_results(results: Mapping[str, Mapping[str, RandomisationResult]]) -> Iterator[RandomisationResult]:

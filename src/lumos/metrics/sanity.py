@@ -18,8 +18,10 @@ too, since its map then follows the new low-level filters; a last-step rule woul
 Grad-CAM maps) are left out of the mean (see :mod:`lumos.metrics.similarity`); a test with no comparable
 sample is not passed.
 
-Saved with :meth:`SanityReport.save` as one ``.npz`` of arrays plus JSON metadata (no pickle) and read with
-:func:`load_sanity_report`.
+The maps of the first ``keep_maps`` samples (default 2) before and after every change are kept
+(``report.results[test][method].maps``, see :mod:`lumos.metrics.randomisation`) for the report's cascade figure
+(:class:`lumos.plots.SanityCascadeDisplay`). Saved with :meth:`SanityReport.save` as one ``.npz`` of arrays
+(similarities, maps) plus JSON metadata (no pickle) and read with :func:`load_sanity_report`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from ..errors import ValidationError
 from ..explanation import library_versions
 from ..methods.base import Explainer
 from .randomisation import (
+    DEFAULT_KEEP_MAPS,
     RandomisationResult,
+    check_keep_maps,
     prepare_run,
     run_data_randomisation,
     run_parameter_randomisation,
@@ -225,6 +229,8 @@ class SanityReport:
                     extras_meta[key] = value
             for measure, values in result.similarity.items():
                 arrays[f"r{i}__{measure}"] = np.asarray(values, dtype=np.float64)
+            if result.maps is not None:
+                arrays[f"r{i}__maps"] = np.asarray(result.maps)
             entries.append({"test": result.test, "method": result.method, "steps": result.steps,
                             "measures": list(result.similarity), "extras": extras_meta})
         meta = {"format_version": FORMAT_VERSION, "kind": "sanity_report", "rule": asdict(self.rule),
@@ -245,7 +251,7 @@ def load_sanity_report(path: str | Path) -> SanityReport:
         prefix = f"r{i}__extra__"
         extras.update({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
         results.setdefault(entry["test"], {})[entry["method"]] = RandomisationResult(
-            entry["test"], entry["method"], list(entry["steps"]), similarity, extras)
+            entry["test"], entry["method"], list(entry["steps"]), similarity, extras, arrays.get(f"r{i}__maps"))
     rule = meta["rule"]
     return SanityReport(results, SanityRule(rule["measure"], rule["threshold"], rule["statistic"],
                                             tuple(rule["decisive"])),
@@ -258,7 +264,8 @@ def sanity_check(model: nn.Module, inputs: Any, methods: Sequence[str | Explaine
                  measures: Sequence[str] = SIMILARITY_MEASURES, rule: SanityRule | None = None,
                  threshold: float | None = None, seed: int | None = None, init: str = "reset",
                  method_params: Mapping[str, Mapping[str, Any]] | None = None, baseline: Any = None,
-                 forward_kwargs: Mapping[str, Any] | None = None, progress: bool | None = None) -> SanityReport:
+                 forward_kwargs: Mapping[str, Any] | None = None, progress: bool | None = None,
+                 keep_maps: int = DEFAULT_KEEP_MAPS) -> SanityReport:
     """Run the randomisation tests on ``methods`` and say which explanations depend on the model.
 
     Each method's explanation of ``inputs`` on the trained model is compared (Spearman of ``|a|`` and of
@@ -281,6 +288,8 @@ def sanity_check(model: nn.Module, inputs: Any, methods: Sequence[str | Explaine
         method_params: ``{name: {parameter: value}}`` for methods given by name, e.g. a Grad-CAM layer.
         baseline, forward_kwargs: passed to every explain call.
         progress: progress bars (``None``: on a terminal).
+        keep_maps: keep the maps of the first ``keep_maps`` samples before and after every change
+            (``report.results[test][method].maps``, drawn by the report's cascade figure; 0 keeps none).
 
     Example::
 
@@ -302,9 +311,10 @@ def sanity_check(model: nn.Module, inputs: Any, methods: Sequence[str | Explaine
     if threshold is not None:
         rule = SanityRule(rule.measure, threshold, rule.statistic, rule.decisive)
     rule.check(owner, check_measures(measures, owner=owner))
+    keep_maps = check_keep_maps(keep_maps, owner=owner)
     setup = prepare_run(model, inputs, methods, target, measures=measures, seed=seed, method_params=method_params,
                         baseline=baseline, forward_kwargs=forward_kwargs, owner=owner)
-    common = {"explain_args": setup.explain_args, "progress": progress, "owner": owner}
+    common = {"explain_args": setup.explain_args, "progress": progress, "owner": owner, "keep_maps": keep_maps}
     results: dict[str, dict[str, RandomisationResult]] = {}
     for test in tests:
         if test in ("cascading", "independent"):
@@ -317,6 +327,7 @@ def sanity_check(model: nn.Module, inputs: Any, methods: Sequence[str | Explaine
             results[test] = run_data_randomisation(setup.model, inputs, setup.states, train_fn=train_fn,
                                                    labels=labels, seed=setup.seed, **common)
     params = {"tests": list(tests), "measures": list(setup.states[0].comparer.measures), "init": init,
+              "keep_maps": keep_maps,
               "methods": [s.name for s in setup.states],
               "method_params": _jsonable(method_params or {}),
               "method_config": {s.name: _jsonable(s.explainer.get_params()) for s in setup.states},

@@ -242,7 +242,12 @@ class SanityCascadeDisplay(Display):
         scores: optional ``{method: [similarity to the original per column]}`` written under the cells.
         scale: ``"cell"`` (default, each map its own limits) or ``"row"``.
 
-    Attributes: ``columns``, ``names``; after ``plot`` ``axes_`` (methods x columns), ``cell_images_``, ``limits_``.
+    Attributes: ``columns``, ``names``, ``rows`` (the maps drawn, methods x columns); after ``plot``
+    ``axes_`` (methods x columns), ``cell_images_``, ``limits_``.
+
+    Example:
+        >>> report = lumos.sanity_check(model, x, ["saliency", "guided_backprop"], keep_maps=2)        # doctest: +SKIP
+        >>> SanityCascadeDisplay.from_results(report.results["cascading"], index=0).plot()          # doctest: +SKIP
     """
 
     def __init__(self, maps: Mapping[str, Mapping[str, Any] | Sequence[Any]], columns: Sequence[str] | None = None,
@@ -287,6 +292,55 @@ class SanityCascadeDisplay(Display):
                 self.scores[name] = [float(s) for s in scores[name]]
         check_choice(scale, ("cell", "row"), owner, "scale")
         self.scale, self.clip_percentile, self.title = scale, clip_percentile, title
+
+    @classmethod
+    def from_results(cls, results: Mapping[str, Any], *, index: int = 0, measure: str | None = "spearman_abs",
+                     max_columns: int | None = 8, **kwargs: Any) -> SanityCascadeDisplay:
+        """From one test's results ``{method: RandomisationResult}`` (``report.results["cascading"]``), using the
+        maps they kept (``sanity_check(..., keep_maps=k)``): sample ``index`` (< k), the trained model's map
+        then the map after each step, with the sample's ``measure`` similarity to the original under each cell
+        (1 under the original).
+
+        With more steps than ``max_columns - 1``, evenly spaced steps are drawn, always the first and the last
+        (``None`` draws every step). Methods that kept no maps are left out.
+        """
+        owner = cls.__name__
+        if not isinstance(results, Mapping) or not results:
+            raise ValidationError(f"{owner}: results must be a non-empty {{method: RandomisationResult}} dict, "
+                                  f"got {type(results).__name__}")
+        if max_columns is not None and (isinstance(max_columns, bool) or not isinstance(max_columns, int)
+                                        or max_columns < 2):
+            raise ValidationError(f"{owner}: max_columns must be an int >= 2 or None, got {max_columns!r}")
+        kept = {name: r for name, r in results.items() if getattr(r, "maps", None) is not None}
+        if not kept:
+            raise ValidationError(f"{owner}: no result kept its maps (run sanity_check with keep_maps >= 1)")
+        first = next(iter(kept.values()))
+        n_steps, steps = len(first.steps), list(first.steps)
+        if max_columns is None or n_steps + 1 <= max_columns:
+            chosen = list(range(n_steps))
+        else:
+            chosen = sorted({int(round(v)) for v in np.linspace(0, n_steps - 1, max_columns - 1)})
+        maps, scores = {}, {}
+        for name, result in kept.items():
+            stored = np.asarray(result.maps)
+            if list(result.steps) != steps or stored.shape[0] != n_steps + 1:
+                raise ValidationError(f"{owner}: results[{name!r}] has steps {list(result.steps)} and "
+                                      f"{stored.shape[0]} maps; expected the steps {steps} and {n_steps + 1} maps")
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < stored.shape[1]:
+                raise ValidationError(f"{owner}: index must be an int in [0, {stored.shape[1]}) (the samples whose "
+                                      f"maps were kept), got {index!r}")
+            if stored.ndim != 4:
+                raise ValidationError(f"{owner}: results[{name!r}] kept maps of shape {stored.shape[2:]}; the cascade "
+                                      "needs 2-D (height, width) maps")
+            maps[str(name)] = [stored[0, index], *[stored[k + 1, index] for k in chosen]]
+            if measure is not None:
+                if measure not in result.similarity:
+                    raise ValidationError(f"{owner}: measure must be one of {sorted(result.similarity)}, got "
+                                          f"{measure!r}")
+                values = np.asarray(result.similarity[measure])
+                scores[str(name)] = [1.0, *[float(values[k, index]) for k in chosen]]
+        columns = ["original", *[steps[k] for k in chosen]]
+        return cls(maps, columns, scores=scores if measure is not None else None, **kwargs)
 
     def plot(self, ax: Any = None, *, cell_size: float = 1.5) -> SanityCascadeDisplay:
         shape = (len(self.rows), len(self.columns))

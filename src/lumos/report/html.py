@@ -39,6 +39,7 @@ figure{margin:1em 0}
 figure img{max-width:100%;height:auto;display:block}
 figcaption{font-size:.85em;color:#555}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+.table-scroll{max-width:100%;overflow-x:auto}
 th,td{border:1px solid #d5d9e0;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#eef1f5}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -94,7 +95,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, css_class: st
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(c.td() if isinstance(c, RawHTML) else cell(c) for c in row) + "</tr>"
                    for row in rows)
-    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # wide tables (e.g. a 17 x 17 agreement matrix) scroll inside their box instead of widening the page
+    return f'<div class="table-scroll"><table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 @dataclass(frozen=True)

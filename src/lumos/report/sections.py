@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 
 from ..explanation import Explanation
-from ..metrics import Evaluation, SanityReport, agreement_matrix
+from ..metrics import Evaluation, SanityReport, SanityRule, agreement_matrix
 from ..plots import (
     AgreementMatrixDisplay,
     BarDisplay,
     ComparisonGridDisplay,
     CurveDisplay,
     MetricTableDisplay,
+    SanityCascadeDisplay,
     TextDisplay,
     WaterfallDisplay,
 )
@@ -190,6 +191,7 @@ def sanity_section(ctx: ReportContext) -> Section:
         f"between the explanation of the trained model and of the changed model is below {rule.threshold}; a "
         f"method passes when it passes every decisive test ({', '.join(t for t in rule.decisive if t in tests)}). "
         "Low similarity = the explanation depends on what the model learned.", "note"))
+    parts += [paragraph(text) for text in sign_only_notes(report)]
     cascade = report.results.get("cascading", {})
     if cascade:
         steps = next(iter(cascade.values())).steps
@@ -206,7 +208,48 @@ def sanity_section(ctx: ReportContext) -> Section:
         rows = [[k + 1, step, *[float(curves[m][k]) if m in curves else "-" for m in cascade]]
                 for k, step in enumerate(steps)]
         parts.append(table(["step", "layers randomised up to", *cascade], rows))
+        parts.append(cascade_figure(cascade, rule.measure, ctx.indices))
     return Section("sanity", "Sanity checks", "".join(parts))
+
+
+def sign_only_notes(report: SanityReport) -> list[str]:
+    """One sentence per method that fails the default rule on the magnitude of its map (``spearman_abs``) while
+    the signs of its map do change (the max over the cascade of the mean signed Spearman is below the threshold)."""
+    rule = report.rule
+    notes = []
+    for method, result in report.results.get("cascading", {}).items():
+        if rule.measure != "spearman_abs" or "spearman" not in result.similarity or report[method].passed:
+            continue
+        signed = SanityRule("spearman", rule.threshold, rule.statistic).value(result)
+        if np.isfinite(signed) and signed < rule.threshold:
+            notes.append(f"{method}: the magnitudes of its map stay similar as layers are randomised ({rule.statistic} "
+                         f"spearman_abs {number(rule.value(result))}) while its signs change ({rule.statistic} signed "
+                         f"Spearman {number(signed)}): what stays is set by the input and the layers not yet "
+                         "randomised (e.g. where the object is), so read its magnitudes with care; its signs depend "
+                         "on the model.")
+    return notes
+
+
+def cascade_figure(cascade: Mapping[str, Any], measure: str, indices: Sequence[int]) -> str:
+    """The maps of one sample as layers are randomised (the maps the sanity check kept), or ``""`` when none
+    were kept or they are not 2-D images."""
+    kept = [r.maps for r in cascade.values() if r.maps is not None]
+    if not kept or np.asarray(kept[0]).ndim != 4:
+        return ""
+    n_kept = min(np.asarray(m).shape[1] for m in kept)
+    index = next((i for i in indices if i < n_kept), 0)
+    scored = all(measure in r.similarity for r in cascade.values())
+    display = SanityCascadeDisplay.from_results(
+        cascade, index=index, measure=measure if scored else None,
+        title=f"sample {index}: |attribution| maps as layers are randomised (output layer first)")
+    n_steps = len(next(iter(cascade.values())).steps)
+    shown = "every step" if len(display.columns) == n_steps + 1 else f"{len(display.columns) - 1} of the {n_steps} steps"
+    scores = f" under each map its {measure} similarity to the original." if scored else ""
+    return figure(display.plot(), "sanity check: the maps as layers are randomised",
+                  f"Rows: methods; columns: the trained model, then the model with the layers from the output down to "
+                  f"the named one randomised ({shown}); each map (sum of |attribution| over channels) on its own "
+                  f"colour scale;{scores} A method that explains the model loses its picture from left to right; one "
+                  "that does not keeps it.")
 
 
 # ---------------------------------------------------------------------------------------------- agreement

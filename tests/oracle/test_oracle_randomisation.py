@@ -23,6 +23,7 @@ from lumos.metrics.randomisation import (
     randomise_layer,
 )
 from lumos.metrics.similarity import (
+    average_ranks,
     explanation_maps,
     hog_cell,
     hog_similarity,
@@ -104,6 +105,16 @@ def test_spearman_equals_scipy_on_values_and_magnitudes() -> None:
     np.testing.assert_allclose(spearman_similarity(a, b), naive_spearman(np.abs(a), np.abs(b)), atol=1e-12)
     np.testing.assert_allclose(spearman_similarity(a, -a, absolute=False), -1.0)
     np.testing.assert_allclose(spearman_similarity(a, -a), 1.0)  # magnitudes unchanged by the sign
+
+
+def test_average_ranks_equal_scipy_rankdata_with_ties_and_nans() -> None:
+    r = np.random.default_rng(3)
+    for trial in range(100):
+        rows = np.round(r.normal(size=(int(r.integers(1, 9)), int(r.integers(1, 60)))), int(r.integers(0, 3)))
+        np.testing.assert_array_equal(average_ranks(rows), stats.rankdata(rows, axis=1), err_msg=str(trial))
+    rows = np.array([[3.0, 1.0, 3.0, 2.0], [0.0, np.nan, 1.0, 1.0]])
+    np.testing.assert_array_equal(average_ranks(rows)[0], [3.5, 1.0, 3.5, 2.0])
+    assert np.isnan(average_ranks(rows)[1]).all()
 
 
 def test_constant_rows_follow_the_documented_convention() -> None:

@@ -315,7 +315,8 @@ def run_random_logit(model: nn.Module, inputs: Any, states: list[MethodState], *
                      explain_args: Mapping[str, Any], forward_kwargs: Mapping[str, Any] | None,
                      progress: bool | None, owner: str, keep_maps: int = 0) -> dict[str, RandomisationResult]:
     """The random-logit test for prepared methods (see :func:`random_logit`)."""
-    output = _model_output(model, inputs, forward_kwargs, owner)
+    # the number of classes from a one-row probe; all rows only when a method's predicted classes are needed
+    output = _model_output(model, inputs, forward_kwargs, owner, rows=1)
     n_classes = int(output.shape[1]) if output.ndim == 2 else 1
     if n_classes < 2:
         raise ValidationError(f"{owner}: the random-logit test needs a model with >= 2 outputs (classes), got output "
@@ -327,7 +328,7 @@ def run_random_logit(model: nn.Module, inputs: Any, states: list[MethodState], *
             if state.reference.targets is not None:
                 classes = np.asarray(state.reference.targets, dtype=np.int64)
             elif state.target is None:  # a method that does not report its target: the predicted class
-                classes = output.argmax(dim=1).cpu().numpy()
+                classes = _model_output(model, inputs, forward_kwargs, owner).argmax(dim=1).cpu().numpy()
             else:
                 raise ValidationError(f"{owner}: the random-logit test needs class targets (None, an int or one "
                                       f"int per sample); {state.name} explained {state.reference.target_description!r}")
@@ -377,13 +378,19 @@ def permute_labels(labels: Any, *, seed: int, owner: str = "permute_labels") -> 
 
 
 def _model_output(model: nn.Module, inputs: Any, forward_kwargs: Mapping[str, Any] | None,
-                  owner: str) -> torch.Tensor:
+                  owner: str, rows: int | None = None) -> torch.Tensor:
+    """The model's output on ``inputs`` (only the first ``rows`` samples when given), without gradients."""
     adapter = ModelAdapter(model, owner=owner)
     batch = prepare_inputs(inputs, owner=owner, device=adapter.device, float_dtype=adapter.float_dtype)
     kwargs = prepare_forward_kwargs(forward_kwargs, n=batch.n, owner=owner, device=batch.tensors[0].device,
                                     float_dtype=adapter.float_dtype)
+    tensors = batch.tensors
+    if rows is not None and rows < batch.n:
+        tensors = tuple(t[:rows] for t in tensors)
+        kwargs = {k: (v[:rows] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch.n else v)
+                  for k, v in kwargs.items()}
     with adapter.eval_mode(), torch.no_grad():
-        return adapter(batch.tensors, kwargs)
+        return adapter(tensors, kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- public API

@@ -191,6 +191,59 @@ def test_product_of_two_activations_is_split_exactly() -> None:
     torch.testing.assert_close(e.attributions[0], phi, rtol=1e-12, atol=1e-12)
 
 
+class PoolCNN(nn.Module):
+    """conv -> ReLU -> max pool -> conv -> ReLU (in place) -> adaptive max pool -> linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 3, 3, padding=1), nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.max_pool2d(torch.relu(self.conv1(x)), 2)
+        h = F.adaptive_max_pool2d(F.relu(self.conv2(h), inplace=True), 1)
+        return self.fc(h.flatten(1))
+
+
+class SequenceFirst(nn.Module):
+    """Moves the batch to dimension 1 before its ReLU (a sequence-first layout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 6), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (batch, length, 4)
+        return self.fc2(torch.relu(self.fc1(x.transpose(0, 1)))).mean(0)
+
+
+def one_row_differs(baseline: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Per-sample baselines: ``baseline`` for the first n - 1 samples, another one for the last (not shared)."""
+    rows = baseline.unsqueeze(0).repeat(n, *([1] * baseline.ndim))
+    rows[-1] = rand(seed, *baseline.shape, dtype=baseline.dtype)
+    return rows
+
+
+@pytest.mark.parametrize("factory, shape", [(PoolCNN, (1, 8, 8)), (SequenceFirst, (3, 4))])
+def test_a_shared_baseline_gives_the_per_row_answer(factory, shape) -> None:
+    """One baseline for every sample runs as one row, once per call (broadcast over the batch); the answer is
+    the one of the same baseline given row by row. A model that does not batch along dimension 0
+    (SequenceFirst) falls back to a baseline row per sample, with the same answer."""
+    model = build(12, factory, torch.float64)
+    x = rand(13, 5, *shape, dtype=torch.float64) * 2
+    baseline = rand(14, *shape, dtype=torch.float64)
+    targets = [0, 2, 1, 1, 0]
+    reference = DeepLIFT(model).explain(x, targets, baseline=one_row_differs(baseline, 5, 15))
+    assert reference.extras["n_evaluations"] == 10
+    shared_rows = 6 if factory is PoolCNN else 10
+    for batch_size in (None, 2):
+        e = DeepLIFT(model, batch_size=batch_size).explain(x, targets, baseline=baseline)
+        torch.testing.assert_close(e.attributions[:4], reference.attributions[:4], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(e.attributions.sum(tuple(range(1, x.ndim))).numpy(),
+                                   e.scores - e.extras["baseline_scores"], rtol=1e-10)
+        assert e.extras["n_evaluations"] == shared_rows
+    assert float(reference.attributions.abs().sum()) > 0
+
+
 # ---------------------------------------------------------------------------------------------- DeepSHAP
 
 

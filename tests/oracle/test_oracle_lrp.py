@@ -125,6 +125,55 @@ def test_every_relu_spelling_gives_the_same_relevance_as_the_naive_chain() -> No
     assert float(e.attributions.abs().sum()) > 0
 
 
+class ViewReluNet(nn.Module):
+    """An in-place ReLU on a view (left to autograd's ReluBackward0) beside the out-of-place spelling."""
+
+    def __init__(self, inplace_on_view: bool) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(5, 6), nn.Linear(6, 3)
+        self.inplace_on_view = inplace_on_view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        if self.inplace_on_view:
+            h = h * 1.0
+            h[:, :4].relu_()
+        else:
+            h = torch.cat([h[:, :4].relu(), h[:, 4:]], 1)
+        return self.fc2(h)
+
+
+def test_in_place_relu_on_a_view_equals_the_out_of_place_spelling() -> None:
+    x = rand(6, 4, 5, dtype=torch.float64)
+    view_net = build(7, lambda: ViewReluNet(True), torch.float64)
+    plain_net = build(7, lambda: ViewReluNet(False), torch.float64)
+    e_view = LRP(view_net, composite="epsilon").explain(x, target=1)
+    e_plain = LRP(plain_net, composite="epsilon").explain(x, target=1)
+    torch.testing.assert_close(e_view.attributions, e_plain.attributions, rtol=1e-12, atol=1e-14)
+    assert float(e_view.attributions.abs().sum()) > 0
+
+
+def test_in_place_relus_cost_no_recomputed_layer_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """conv -> ReLU(inplace) twice: z+ needs one forward with W+ per convolution, and nothing else (the
+    convolutions' own outputs, changed in place, are not recomputed: z+ never reads them). Same relevance as
+    the out-of-place network."""
+    from lumos.methods.propagation.lrp.rules import LayerOp as Op
+
+    def net(inplace: bool) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(inplace=inplace), nn.Conv2d(3, 4, 3),
+                             nn.ReLU(inplace=inplace), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+
+    x = rand(20, 3, 2, 6, 6, dtype=torch.float64).abs()  # non-negative: one z+ forward per layer
+    expected = LRP(build(21, lambda: net(False), torch.float64), composite="epsilon_plus").explain(x, target=2)
+    calls: list[str] = []
+    original = Op.forward
+    monkeypatch.setattr(Op, "forward", lambda self, *args: calls.append(self.kind) or original(self, *args))
+    got = LRP(build(21, lambda: net(True), torch.float64), composite="epsilon_plus").explain(x, target=2)
+    assert calls == ["conv", "conv"]
+    torch.testing.assert_close(got.attributions, expected.attributions, rtol=1e-12, atol=1e-14)
+    assert float(got.attributions.abs().sum()) > 0
+
+
 class Chain(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -27,7 +27,7 @@ from lumos.methods.propagation.lrp import (
     named_composite,
 )
 from lumos.methods.propagation.lrp.graph import CONSERVING_NODES, PASS_NODES
-from lumos.methods.propagation.lrp.rules import nonnegative
+from lumos.methods.propagation.lrp.rules import _NONNEGATIVE_NODES, nonnegative
 
 LOW, HIGH = -2.5, 3.0
 
@@ -131,6 +131,53 @@ def test_rule_on_a_convolution_matches_the_unfolded_matrix_form(name: str) -> No
     torch.testing.assert_close(got, torch.stack(expected), rtol=1e-9, atol=1e-12)
 
 
+def naive_flat(forward, a: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Flat from its definition: ``W = 1``, ``R_j = sum_k 1[j feeds k] R_k / count_k`` with ``count = 1 @ 1``,
+    the transpose taken by autograd of the all-ones layer ``forward``."""
+    count = forward(torch.ones_like(a[:1])).clamp_min(1e-12)  # outputs no input reaches keep nothing
+    leaf = torch.zeros_like(a).requires_grad_(True)
+    (image,) = torch.autograd.grad(forward(leaf), leaf, r / count)
+    return image
+
+
+FLAT_CONVS = {  # (n_dims, in, out, kernel, stride, padding, dilation, groups, spatial)
+    "conv2d_groups": (2, 6, 4, (3, 2), (2, 1), (1, 0), 1, 2, (7, 6)),
+    "conv2d_depthwise_dilated": (2, 4, 8, 3, 1, 2, 2, 4, (6, 5)),
+    "conv1d": (1, 3, 5, 4, 3, 2, 1, 1, (11,)),
+    "conv3d": (3, 2, 3, 2, 1, 1, 1, 1, (3, 4, 3)),
+    "padding_beyond_kernel": (2, 2, 3, 1, 2, 2, 1, 1, (4, 4)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FLAT_CONVS))
+def test_flat_on_any_convolution_geometry_matches_its_definition(case: str) -> None:
+    d, c_in, c_out, kernel, stride, padding, dilation, groups, spatial = FLAT_CONVS[case]
+    kernel = (kernel,) * d if isinstance(kernel, int) else kernel
+    weight = rand(11, c_out, c_in // groups, *kernel, dtype=torch.float64)
+    a = rand(12, 3, c_in, *spatial, dtype=torch.float64)
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[d]
+    op = LayerOp("conv", weight, None, stride, padding, dilation, groups, d)
+    z = conv(a, weight, None, stride, padding, dilation, groups)
+    r = rand(13, *z.shape, dtype=torch.float64)
+    got = Flat().relevance(op, a, z, r)
+    ones = torch.ones_like(weight)
+    expected = naive_flat(lambda t: conv(t, ones, None, stride, padding, dilation, groups), a, r)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    assert got.shape == a.shape and float(got.abs().sum()) > 0
+
+
+def test_flat_on_linear_and_affine_layers_spreads_evenly() -> None:
+    weight = rand(14, 5, 7, dtype=torch.float64)
+    a, r = rand(15, 4, 7, dtype=torch.float64), rand(16, 4, 5, dtype=torch.float64)
+    got = Flat().relevance(LayerOp("linear", weight), a, F.linear(a, weight), r)
+    torch.testing.assert_close(got, naive_flat(lambda t: F.linear(t, torch.ones_like(weight)), a, r))
+    torch.testing.assert_close(got.sum(1), r.sum(1))
+    a, r = rand(17, 2, 3, 4, dtype=torch.float64), rand(18, 2, 3, 4, dtype=torch.float64)
+    scale = rand(19, 3, dtype=torch.float64)
+    got = Flat().relevance(LayerOp("affine", scale), a, a * scale[:, None], r)
+    torch.testing.assert_close(got, r)
+
+
 def test_epsilon_conserves_without_bias_and_absorbs_with_it() -> None:
     weight = rand(1, 4, 6, dtype=torch.float64)
     a = rand(2, 3, 6, dtype=torch.float64)
@@ -210,6 +257,22 @@ def test_nonnegative_reads_relu_outputs_off_the_graph_and_checks_others() -> Non
     assert nonnegative(F.max_pool2d(torch.relu(x), 2).flatten(1))
     assert not nonnegative(x * 1.0)
     assert nonnegative(x.detach().abs() * 1.0)
+    # LRP's own pass-through ReLU is read off the graph too (no value check: a value check would be a .min())
+    from lumos.methods.propagation.lrp.functions import ReluPass
+    relu_out = ReluPass.apply(x * 1.0, False)
+    assert type(relu_out.grad_fn).__name__ in _NONNEGATIVE_NODES and nonnegative(relu_out.flatten(1))
+
+
+def test_pass_through_relu_returns_relevance_unchanged_in_and_out_of_place() -> None:
+    from lumos.methods.propagation.lrp.functions import ReluPass
+    x = rand(1, 3, 5).requires_grad_(True)
+    r = rand(2, 3, 5)
+    for inplace in (False, True):
+        h = x * 2.0
+        out = ReluPass.apply(h, inplace)
+        assert (out is h) == inplace and torch.equal(out, torch.relu(x * 2.0))
+        (grad,) = torch.autograd.grad(out, x, r)
+        torch.testing.assert_close(grad, 2.0 * r)  # R passes the ReLU unchanged, then the x2 scaling
 
 
 def test_allow_lists_do_not_contain_unsupported_operations() -> None:

@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ...core.gradients import GradientEngine, PairedChunk
+from ...core.gradients import GradientEngine, PairedChunk, Points, has_per_sample_kwargs
 from ...core.registry import register
 from ...errors import LumosWarning, ValidationError
 from ..base import Attribution, ExplainContext, Explainer
 from ..gradient.baselines import prepare_baselines
-from .rescale import DeepLiftRules
+from .rescale import DeepLiftRules, SharedBaselineMismatch
 from .reveal_cancel import RevealCancelRules
 
 RULES = ("rescale", "reveal_cancel")
@@ -42,6 +42,49 @@ def frozen_parameters(module: nn.Module | None) -> Iterator[None]:
         for p, flag in flags:
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
+
+
+class OneBaseline(tuple):
+    """A chunk's baselines when every row's baseline is the same: one row per input, run once."""
+
+
+class SharedBaselineEngine(GradientEngine):
+    """The gradient engine, running a shared baseline (:class:`OneBaseline`) as ONE row, once per call.
+
+    Every sample has the same baseline (a number, or one tensor for all samples: the usual case), so the
+    baseline pass, whose rows would all be equal, runs on one row, for the first chunk only: later chunks
+    reuse its output and ``rules``' records. The output and values are broadcast over each chunk (views, no
+    copies) and the rules broadcast the recorded operands (see :meth:`DeepLiftRules.replay`). A model that
+    does not treat that row like a batch row (an output without the batch dimension first) raises
+    :class:`SharedBaselineMismatch`, and DeepLIFT runs the baseline for every row instead.
+    """
+
+    def __init__(self, *args: Any, rules: DeepLiftRules, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rules = rules
+        self._shared: tuple[torch.Tensor, dict[Any, torch.Tensor], Points, list[Any]] | None = None
+
+    def _leaf_forward(self, tensors: Points, index: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[Any, torch.Tensor], Points]:
+        if not isinstance(tensors, OneBaseline):
+            return super()._leaf_forward(tensors, index)
+        n = int(index.shape[0])
+        if self._shared is None:
+            output, captured, leaves = super()._leaf_forward(tuple(tensors), index[:1])
+            for t in (output, *captured.values(), *leaves):
+                if not isinstance(t, torch.Tensor) or t.ndim == 0 or t.shape[0] != 1:
+                    raise SharedBaselineMismatch(f"{self.owner}: a one-row baseline gave a result without one row")
+            self._shared = (output, captured, leaves, list(self.rules.records))
+        else:
+            output, captured, leaves, records = self._shared
+            self.rules.records = list(records)  # the baseline pass of this chunk: the first chunk's records
+        return (output.expand(n, *output.shape[1:]), {k: v.expand(n, *v.shape[1:]) for k, v in captured.items()},
+                tuple(v.expand(n, *v.shape[1:]) for v in leaves))
+
+
+def shared_baseline(baselines: tuple[torch.Tensor, ...]) -> bool:
+    """Whether every row of every baseline equals its first row (then the baseline pass needs one row)."""
+    return all(b.shape[0] <= 1 or bool((b == b[:1]).all()) for b in baselines)
 
 
 def check_rule(rule: Any, owner: str) -> str:
@@ -117,7 +160,9 @@ class DeepLIFT(Explainer):
 
     Each chunk of samples runs twice through the model: the baselines first (recording every rule
     operation's input ``z'``, without a graph), then the inputs with the rules, and one backward pass over
-    the inputs. Summation is checked on every call: ``extras["convergence_delta"]`` per sample (and relative
+    the inputs. When every sample has the same baseline (a number, or one tensor for all samples), the
+    baseline pass runs once per call on ONE row, broadcast over the batch (``extras["n_evaluations"]`` is
+    then ``n + 1``); a model that does not batch along dimension 0 falls back to a baseline row per sample. Summation is checked on every call: ``extras["convergence_delta"]`` per sample (and relative
     to ``|f(x) - f(x')|``), with a :class:`~lumos.errors.LumosWarning` when it exceeds ``tolerance``. The
     target score is differentiated plainly (exact for class scores, regions and other linear targets).
 
@@ -166,16 +211,17 @@ class DeepLIFT(Explainer):
             )
         baselines = tuple(b[0] for b in baselines)
         n = batch.n
-        device = batch.tensors[0].device
-        engine, rules = self._paired_engine(context)
+        share = (self.rule == "rescale" and not has_per_sample_kwargs(context.forward_kwargs, n)
+                 and shared_baseline(baselines))
         chunks: list[PairedChunk] = []
-
-        def make_pairs(rows: slice) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-            return tuple(t[rows] for t in batch.tensors), tuple(b[rows] for b in baselines)
-
         with frozen_parameters(context.adapter.module):
-            engine.paired(n, torch.arange(n, device=device), make_pairs, lambda rows, chunk: chunks.append(chunk),
-                          baseline_pass=rules.baseline_pass, input_pass=rules.input_pass, desc="deeplift")
+            try:
+                engine = self._run(context, baselines, chunks, share)
+            except SharedBaselineMismatch:
+                if not share:
+                    raise
+                chunks.clear()
+                engine = self._run(context, baselines, chunks, False)
         cat = (lambda parts: parts[0]) if len(chunks) == 1 else torch.cat  # noqa: E731
         attributions = tuple(
             cat([(c.values[i] - c.reference_values[i]).mul_(c.gradients[i]) for c in chunks])
@@ -187,5 +233,24 @@ class DeepLIFT(Explainer):
         extras.update({"baseline_scores": reference, "n_evaluations": engine.n_evaluations})
         return Attribution(attributions, scores, extras, engine.target)
 
-    def _paired_engine(self, context: ExplainContext) -> tuple[GradientEngine, DeepLiftRules]:
-        return self._engine(context), make_rules(self.rule, self._owner(), context.adapter.module)
+    def _run(self, context: ExplainContext, baselines: tuple[torch.Tensor, ...], chunks: list[PairedChunk],
+             share: bool) -> GradientEngine:
+        """The paired passes over every sample (the baseline pass on one row when ``share``); fills ``chunks``."""
+        batch = context.batch
+        rules = make_rules(self.rule, self._owner(), context.adapter.module)
+        rules.shared = share
+        engine = SharedBaselineEngine(
+            context.adapter, context.batch, context.forward_kwargs, context.target, layer=self.layer,
+            batch_size=self.batch_size, progress=self.progress, owner=self._owner(), rules=rules,
+        )
+
+        def make_pairs(rows: slice) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+            inputs = tuple(t[rows] for t in batch.tensors)
+            if share:
+                return inputs, OneBaseline(b[:1] for b in baselines)
+            return inputs, tuple(b[rows] for b in baselines)
+
+        engine.paired(batch.n, torch.arange(batch.n, device=batch.tensors[0].device), make_pairs,
+                      lambda rows, chunk: chunks.append(chunk), baseline_pass=rules.baseline_pass,
+                      input_pass=rules.input_pass, desc="deeplift")
+        return engine

@@ -104,10 +104,12 @@ class Rescale(Function):
     def forward(ctx: Any, z: torch.Tensor, z_ref: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor],
                 derivative: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None) -> torch.Tensor:  # noqa: D102
         y = fn(z)
-        dz = z - z_ref
+        dz = z - z_ref  # z_ref may be one row shared by the batch (broadcast)
         m = (y - fn(z_ref)).div_(dz)
         if fn is torch.relu:
-            m = torch.where(dz != 0, m, (z > 0).to(m.dtype))
+            unmoved = dz == 0  # 0 / 0 there: the derivative instead (rare: skip the select when absent)
+            if bool(unmoved.any()):
+                m = torch.where(unmoved, (z > 0).to(m.dtype), m)
         else:
             small = dz.abs_() <= z.abs().mul_(_SQRT_EPS[z.dtype] if z.dtype in _SQRT_EPS else 1e-4)
             slope = derivative(z, y) if derivative is not None else autograd_derivative(fn, z)
@@ -129,25 +131,29 @@ class MaxPoolRoute(Function):
     """Max pooling ``(y, idx) = pool(z)`` whose backward routes ``g * (y - y') / dz`` to one position per window.
 
     ``pool`` returns values and flat indices into the last ``n_spatial`` dimensions (as
-    ``max_pool2d_with_indices`` does); ``y_ref, idx_ref`` are the baseline's.
+    ``max_pool2d_with_indices`` does); ``y_ref, idx_ref`` are the baseline's (possibly one row shared by the
+    batch). Only the two winners' differences are formed: ``z - z'`` at the input's winner is ``y - z'[idx]``,
+    at the baseline's winner ``z[idx'] - y'`` (no full-size difference map).
     """
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, z_ref: torch.Tensor, y_ref: torch.Tensor, idx_ref: torch.Tensor,
                 pool: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], n_spatial: int) -> Any:  # noqa: D102
         y, idx = pool(z)
-        dz = (z - z_ref).flatten(-n_spatial)
+        z_flat = z.flatten(-n_spatial)
         at_input = idx.flatten(-n_spatial)
-        at_ref = idx_ref.flatten(-n_spatial)
-        dz_input = dz.gather(-1, at_input)
-        dz_ref = dz.gather(-1, at_ref)
+        at_ref = idx_ref.flatten(-n_spatial).expand_as(at_input)
+        ref_flat = z_ref.flatten(-n_spatial).expand_as(z_flat)
+        y_flat = y.flatten(-n_spatial)
+        dz_input = y_flat - ref_flat.gather(-1, at_input)
+        dz_ref = z_flat.gather(-1, at_ref).sub_(y_ref.flatten(-n_spatial))
         use_input = dz_input.abs() >= dz_ref.abs()
         route = torch.where(use_input, at_input, at_ref)
         denominator = torch.where(use_input, dz_input, dz_ref)
         dy = (y - y_ref).flatten(-n_spatial)
         m = torch.where(denominator == 0, 1.0, dy.div_(denominator))
         ctx.save_for_backward(route, m)
-        ctx.flat_shape = dz.shape
+        ctx.flat_shape = z_flat.shape
         ctx.shape = z.shape
         ctx.n_spatial = n_spatial
         ctx.mark_non_differentiable(idx)

@@ -7,15 +7,18 @@ in-place spellings are all covered):
    whose relevance rule needs forward values to autograd functions with the LRP backward:
 
    - linear layers and convolutions (``F.linear``, ``F.conv1d/2d/3d``, ``x @ W`` with a constant ``W``):
-     the composite's rule (:class:`_LayerRule`);
+     the composite's rule (:class:`~.functions.LayerRule`);
    - batch norm (eval): merged into the producing layer (:class:`~.canonizers.MergeBatchNorm`) or an
      elementwise affine layer with its own rule;
    - sums of two input-dependent tensors (``a + b``, ``torch.add``, ``a += b``, subtraction): split in
      proportion to the terms, ``R_a = a / (a + b) R`` (epsilon-stabilised) instead of the gradient's
-     duplication (:class:`_ShareSum`);
+     duplication (:class:`~.functions.ShareSum`);
    - average pooling, adaptive average pooling, ``mean``/``sum`` over axes and non-nearest interpolation
      (bilinear, ...): linear maps explained with the epsilon rule, ``R_in = a * M^T (R / (M a))``
-     (:class:`_ShareLinear`): relevance proportional to the inputs, conserved.
+     (:class:`~.functions.ShareLinear`): relevance proportional to the inputs, conserved;
+   - ReLU (``F.relu``, ``torch.relu``, ``x.relu()`` and their in-place forms): the pass-through rule as its
+     own backward (:class:`~.functions.ReluPass`), so no ReLU gradient is computed only to be discarded (an in-place
+     ReLU on a view is left to autograd and the graph walk below).
 
 2. After the forward pass, :func:`attach_graph_rules` walks the autograd graph from the explained outputs:
    elementwise activations (``ReluBackward0``, ``GeluBackward0``, ``TanhBackward0``, ...) get the
@@ -37,74 +40,16 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ....errors import UnsupportedModelError
-from .rules import LayerOp, Rule, stabilise
+from .functions import LayerRule as _LayerRule
+from .functions import ReluPass as _ReluPass
+from .functions import ShareLinear as _ShareLinear
+from .functions import ShareSum as _ShareSum
+from .rules import LayerOp, Rule
 
 Resolver = Callable[[torch.Tensor, str, int, torch.Tensor], Rule]
 
-
-class _LayerRule(torch.autograd.Function):
-    """Output ``compute(a)``; backward: the layer rule's input relevance."""
-
-    @staticmethod
-    def forward(ctx: Any, a: torch.Tensor, op: LayerOp, rule: Rule, compute: Callable[..., torch.Tensor]
-                ) -> torch.Tensor:
-        z = compute(a)
-        ctx.save_for_backward(a)
-        ctx.z = z.detach()  # shares the version counter: an in-place change of the output is detected
-        ctx.version = ctx.z._version
-        ctx.op, ctx.rule = op, rule
-        return z
-
-    @staticmethod
-    def backward(ctx: Any, r: torch.Tensor) -> tuple[Any, ...]:
-        (a,) = ctx.saved_tensors
-        op = ctx.op
-        z = ctx.z if ctx.z._version == ctx.version else op.forward(a, op.weight, op.bias)
-        return ctx.rule.relevance(op, a, z, r), None, None, None
-
-
-class _ShareSum(torch.autograd.Function):
-    """``a + b``; backward: ``R_a = a / (a + b) R``, ``R_b = b / (a + b) R`` (epsilon-stabilised)."""
-
-    @staticmethod
-    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, epsilon: float) -> torch.Tensor:
-        z = a + b
-        denominator = stabilise(z, epsilon)
-        ctx.fractions = (a / denominator, b / denominator)  # fresh tensors: later in-place ops cannot touch them
-        ctx.shapes = (a.shape, b.shape)
-        return z
-
-    @staticmethod
-    def backward(ctx: Any, r: torch.Tensor) -> tuple[Any, ...]:
-        (fa, fb), (sa, sb) = ctx.fractions, ctx.shapes
-        return (fa * r).sum_to_size(sa), (fb * r).sum_to_size(sb), None
-
-
-class _ShareLinear(torch.autograd.Function):
-    """A linear map ``z = M a`` (pooling, mean, interpolation); backward: ``R_in = a * M^T (R / z)``."""
-
-    @staticmethod
-    def forward(ctx: Any, a: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], epsilon: float
-                ) -> torch.Tensor:
-        z = fn(a)
-        ctx.save_for_backward(a)
-        ctx.z = z.detach()
-        ctx.version = ctx.z._version
-        ctx.fn, ctx.epsilon = fn, epsilon
-        return z
-
-    @staticmethod
-    def backward(ctx: Any, r: torch.Tensor) -> tuple[Any, ...]:
-        (a,) = ctx.saved_tensors
-        z = ctx.z if ctx.z._version == ctx.version else ctx.fn(a)
-        s = r / stabilise(z, ctx.epsilon)
-        with torch.enable_grad():
-            leaf = a.detach().requires_grad_(True)
-            (image,) = torch.autograd.grad(ctx.fn(leaf), leaf, s)
-        return a * image, None, None
-
-
-OUR_NODES = (_LayerRule._backward_cls, _ShareSum._backward_cls, _ShareLinear._backward_cls)  # type: ignore[attr-defined]
+OUR_NODES = (_LayerRule._backward_cls, _ShareSum._backward_cls, _ShareLinear._backward_cls,  # type: ignore[attr-defined]
+             _ReluPass._backward_cls)  # type: ignore[attr-defined]
 
 #: elementwise activations: relevance passes through unchanged
 PASS_NODES = frozenset({
@@ -218,8 +163,7 @@ def is_first_layer(a: torch.Tensor) -> bool:
 
 def _bind(args: tuple[Any, ...], kwargs: dict[str, Any], names: tuple[str, ...], defaults: tuple[Any, ...]
           ) -> list[Any]:
-    values = list(args) + [kwargs.get(n, d) for n, d in zip(names[len(args):], defaults[len(args):], strict=True)]
-    return values
+    return list(args) + [kwargs.get(n, d) for n, d in zip(names[len(args):], defaults[len(args):], strict=True)]
 
 
 def _live(t: Any) -> bool:
@@ -263,6 +207,10 @@ class RelevanceMode(TorchFunctionMode):
         for fn in (torch.Tensor.__isub__, torch.Tensor.sub_):
             table[fn] = self._sum(-1.0, swap=False, inplace=True)
         table[torch.Tensor.__rsub__] = self._sum(-1.0, swap=True, inplace=False)
+        for fn in (F.relu, torch.relu, torch.Tensor.relu):
+            table[fn] = self._relu(inplace=False)
+        for fn in (F.relu_, torch.relu_, torch.Tensor.relu_):
+            table[fn] = self._relu(inplace=True)
         for fn in (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
                    F.adaptive_avg_pool3d, torch.mean, torch.Tensor.mean, torch.sum, torch.Tensor.sum, F.interpolate):
             table[fn] = self._share_linear
@@ -334,6 +282,18 @@ class RelevanceMode(TorchFunctionMode):
             return out
         key = weight if weight is not None else mean
         return self._layer(x, LayerOp("affine", scale, shift), key, compute)
+
+    # ------------------------------------------------------------------ activations
+    def _relu(self, *, inplace: bool) -> Callable[..., Any]:
+        def handler(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            a = args[0] if args else kwargs.get("input")
+            in_place = inplace or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
+            # in place on a leaf or a view: left to autograd's ReluBackward0 (pass-through by the graph walk)
+            if not _live(a) or (in_place and (a.is_leaf or a._base is not None)):
+                return func(*args, **kwargs)
+            return _ReluPass.apply(a, in_place)
+
+        return handler
 
     # ------------------------------------------------------------------ sums and linear maps
     def _sum(self, sign: float, *, swap: bool, inplace: bool) -> Callable[..., Any]:

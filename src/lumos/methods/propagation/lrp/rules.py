@@ -52,7 +52,7 @@ def ratio(r: torch.Tensor, z: torch.Tensor, epsilon: float, *, owned: bool = Fal
 
 
 #: autograd nodes whose output is >= 0, and nodes that keep their (single) input's sign
-_NONNEGATIVE_NODES = frozenset({"ReluBackward0", "SigmoidBackward0", "SoftplusBackward0", "HardsigmoidBackward0"})
+_NONNEGATIVE_NODES = frozenset({"ReluBackward0", "ReluPassBackward", "SigmoidBackward0", "SoftplusBackward0", "HardsigmoidBackward0"})
 _SIGN_KEEPING_NODES = frozenset({
     "MaxPool1DWithIndicesBackward0", "MaxPool2DWithIndicesBackward0", "MaxPool3DWithIndicesBackward0",
     "AdaptiveMaxPool2DBackward0", "ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0", "CloneBackward0",
@@ -148,7 +148,13 @@ def _check_number(owner: str, name: str, value: Any, *, minimum: float = 0.0, st
 
 
 class Rule:
-    """Base class of LRP rules for linear layers (see the module docstring for the general formula)."""
+    """Base class of LRP rules for linear layers (see the module docstring for the general formula).
+
+    ``uses_output``: whether :meth:`relevance` reads the layer's actual output ``z`` (its values, not only
+    its shape); when the model changed that output in place (``relu_``), it is recomputed only for such rules.
+    """
+
+    uses_output: bool = True
 
     def relevance(self, op: LayerOp, a: torch.Tensor, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """Input relevance of ``op`` for input ``a``, actual output ``z`` and output relevance ``r``."""
@@ -188,6 +194,8 @@ class Gamma(Rule):
     Example: ``Gamma(0.25)``.
     """
 
+    uses_output = False
+
     def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6) -> None:
         self.gamma = _check_number("Gamma", "gamma", gamma)
         self.epsilon = _check_number("Gamma", "epsilon", epsilon)
@@ -212,6 +220,8 @@ class AlphaBeta(Rule):
 
     Example: ``AlphaBeta(2, 1)``.
     """
+
+    uses_output = False
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.0) -> None:
         owner = type(self).__name__
@@ -283,6 +293,8 @@ class ZBox(Rule):
     Example: ``ZBox(low=0.0, high=1.0)``.
     """
 
+    uses_output = False
+
     def __init__(self, low: Any, high: Any, epsilon: float = 1e-6) -> None:
         self.low, self.high = _as_bound("low", low), _as_bound("high", high)
         self.epsilon = _check_number("ZBox", "epsilon", epsilon)
@@ -320,10 +332,45 @@ class Flat(Rule):
     "Unmasking Clever Hans Predictors", Nature Communications.
     """
 
+    uses_output = False
+
     def relevance(self, op: LayerOp, a: torch.Tensor, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        ones_w = torch.ones_like(op.weight)
-        count = op.forward(_one(a), ones_w).clamp_min_(1e-12)  # inputs connected to each output (> 0)
-        return op.transpose(r / count, ones_w, a)
+        if op.kind == "linear":  # every input feeds every output: R_j = sum_k R_k / n_in
+            return (r.sum(-1, keepdim=True) / a.shape[-1]).expand(a.shape).contiguous()
+        if op.kind == "affine":  # one input per output
+            return r.clone()
+        if isinstance(op.padding, str):
+            ones_w = torch.ones_like(op.weight)
+            count = op.forward(_one(a), ones_w).clamp_min_(1e-12)  # inputs connected to each output (> 0)
+            return op.transpose(r / count, ones_w, a)
+        return _flat_conv(op, a, r)
+
+
+def _flat_conv(op: LayerOp, a: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """The flat rule of a convolution at the cost of a one-channel convolution per (sample, group).
+
+    With all weights 1, ``count`` (inputs connected to an output) and ``W^T s`` do not depend on the output
+    channel nor on the input channel within a group: sum ``R / count`` over each group's output channels,
+    spread it with a kernel of ones (one depthwise channel per sample and group: far cheaper than a
+    one-channel batch), and copy it to the group's input channels.
+    """
+    groups, d, n = op.groups, op.n_dims, a.shape[0]
+    out_channels, in_per_group = op.weight.shape[:2]
+    kernel = op.weight.shape[2:]
+    geometry = (_tuple(op.stride, d), _tuple(op.padding, d), _tuple(op.dilation, d))
+    probe = torch.ones((1, groups, *a.shape[2:]), dtype=r.dtype, device=r.device)
+    ones_w = torch.ones((groups, 1, *kernel), dtype=r.dtype, device=r.device)
+    count = _CONV[d](probe, ones_w, None, *geometry, groups).mul_(in_per_group).clamp_min_(1e-12)  # > 0
+    per_group = r.reshape(n, groups, out_channels // groups, *r.shape[2:]).sum(2).div_(count)
+    channels = n * groups  # every (sample, group) its own depthwise channel
+    image = torch.ops.aten.convolution_backward(
+        per_group.reshape(1, channels, *r.shape[2:]), per_group.new_empty(1).expand(1, channels, *a.shape[2:]),
+        torch.ones((channels, 1, *kernel), dtype=r.dtype, device=r.device), None, *geometry, False, [0] * d,
+        channels, [True, False, False],
+    )[0].reshape(n, groups, *a.shape[2:])
+    if groups == 1:
+        return image.expand(a.shape).contiguous()
+    return image.repeat_interleave(in_per_group, dim=1)
 
 
 class WSquare(Rule):
@@ -331,6 +378,8 @@ class WSquare(Rule):
 
     Montavon et al. 2017, "Explaining NonLinear Classification Decisions with Deep Taylor Decomposition".
     """
+
+    uses_output = False
 
     def relevance(self, op: LayerOp, a: torch.Tensor, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         w2 = op.weight * op.weight
@@ -344,6 +393,8 @@ class Pass(Rule):
     The rule of every elementwise activation (ReLU, GELU, tanh, sigmoid, SiLU, ...), whatever its spelling;
     LRP applies it automatically, it is never needed in a composite. Montavon et al. 2019, section 10.1.
     """
+
+    uses_output = False
 
     def relevance(self, op: LayerOp, a: torch.Tensor, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         if z.shape != a.shape:

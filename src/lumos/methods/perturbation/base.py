@@ -21,11 +21,19 @@ from .masking import Masker, prepare_groups, prepare_reference
 
 @dataclass
 class Setup:
-    """What a model-agnostic method starts from: the engine, the masker, and the target scores ``f(x)``."""
+    """What a model-agnostic method starts from: the engine, the masker, and the target scores ``f(x)``.
+
+    ``f(x)`` is evaluated together with the first chunk of the first ``masker.values`` call (one model call
+    fewer, :meth:`EvaluationEngine.defer`); read ``scores`` after that call.
+    """
 
     engine: EvaluationEngine
     masker: Masker
-    scores: torch.Tensor  # (n,) in the model's output dtype
+
+    @property
+    def scores(self) -> torch.Tensor:
+        """``f(x)``: the target score of each explained sample, (n,) in the model's output dtype."""
+        return self.engine.clean_scores()
 
     @property
     def scores64(self) -> torch.Tensor:
@@ -49,8 +57,8 @@ class PerturbationExplainer(Explainer):
         groups = prepare_groups(context.data_args.get("feature_groups"), batch, owner=owner)
         engine = EvaluationEngine(context.adapter, context.forward_kwargs, context.target, n_samples=batch.n,
                                   batch_size=self.batch_size, progress=self.progress, owner=owner)
-        scores = engine.resolve(batch.tensors)
-        return Setup(engine, Masker(batch, reference, groups, engine), scores)
+        engine.defer(batch.tensors)
+        return Setup(engine, Masker(batch, reference, groups, engine))
 
     @staticmethod
     def _group_extras(setup: Setup, player_values: torch.Tensor) -> dict[str, Any]:

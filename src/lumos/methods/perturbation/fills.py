@@ -56,6 +56,17 @@ class Fill:
         return tuple(p.index_select(0, index) for p in self.pool)
 
 
+    def block(self, first: int, last: int) -> tuple[torch.Tensor, ...]:
+        """The fill of perturbations ``first .. last - 1`` for every sample, one tensor per input broadcastable
+        to ``(last - first, n, n_elements_i)``: ``(1, n, e)`` per-sample rows or ``(k, 1, e)`` pool rows."""
+        if self.per_sample is not None:
+            return tuple(p[None] for p in self.per_sample)
+        if self.choice is None:
+            raise RuntimeError("Fill.draw must be called before Fill.block for a background pool")
+        index = self.choice[first:last]
+        return tuple(p.index_select(0, index)[:, None] for p in self.pool)
+
+
 def make_fill(kind: str, baseline: object, batch: InputBatch, *, owner: str, sigma: float | None = None) -> Fill:
     """Build the fill of ``kind`` (see the module doc) for the explained ``batch``."""
     if kind not in FILLS:

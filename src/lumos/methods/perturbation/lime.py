@@ -134,13 +134,14 @@ class LIME(PerturbationExplainer):
         batch = context.batch
         engine = EvaluationEngine(context.adapter, context.forward_kwargs, context.target, n_samples=batch.n,
                                   batch_size=self.batch_size, progress=self.progress, owner="LIME")
-        scores = engine.resolve(batch.tensors)
+        engine.defer(batch.tensors)  # f(x) is evaluated with the first chunk of perturbations
         generator = torch_generator(context.seed)
         mode = self._mode(context)
         if mode == "tabular":
             z, values, valid, instance, distance, spread, extras = self._tabular(context, engine, generator)
         else:
             z, values, valid, instance, distance, spread, extras = self._coalitions(context, engine, generator, mode)
+        scores = engine.clean_scores()
         y = torch.cat([scores.to(torch.float64).cpu()[:, None], values.cpu()], 1)
         width = self.kernel_width or (0.75 * math.sqrt(valid.shape[1]) if mode == "tabular" else 0.25)
         weights = torch.exp(-distance**2 / (2 * width**2))
@@ -209,9 +210,12 @@ class LIME(PerturbationExplainer):
         shapes = [tuple(t.shape[1:]) for t in batch.tensors]
         offsets = np.cumsum([0, *[math.prod(s) for s in shapes]]).tolist()
 
+        flat_rows = rows.reshape(n * m, d)  # (sample, perturbation) order: a chunk is a view
+
         def make_rows(block: slice) -> tuple[torch.Tensor, ...]:
-            index = torch.arange(block.start, block.stop, device=x.device)
-            flat = rows[index // m, index % m]
+            flat = flat_rows[block]
+            if len(shapes) == 1:
+                return (flat.reshape(-1, *shapes[0]),)
             return tuple(flat[:, offsets[i]:offsets[i + 1]].reshape(-1, *s) for i, s in enumerate(shapes))
 
         values = engine.scores(n * m, make_rows, lambda block: torch.arange(block.start, block.stop,
@@ -287,11 +291,15 @@ def _discretized(x: torch.Tensor, background: torch.Tensor, m: int, generator: t
     valid = count < b
     keep = _coalitions(valid, m, generator, sampling)  # invalid (whole background in the bin) stay 1
     u = torch.rand(n, m, d, generator=generator, dtype=torch.float64)
-    inside = lo[:, None] + (u * count[:, None]).floor().long().clamp_max((count[:, None] - 1).clamp_min(0))
-    t = (u * (b - count)[:, None]).floor().long()
-    outside = torch.where(t < lo[:, None], t, t + count[:, None]).clamp_max(b - 1)
-    index = torch.where(keep, inside, outside)
-    drawn = ordered.T.contiguous()[torch.arange(d)[None, None, :].expand(n, m, d), index]  # (n, m, d)
+    # sorted-background index of each draw: inside the sample's bin (kept) or outside it; integer arithmetic
+    # with the bool masks as 0/1 factors (torch.where is 3-4x slower on a CPU), equal to the branchy form
+    inside = (u * count[:, None]).floor_().long().clamp_max_((count[:, None] - 1).clamp_min(0)).add_(lo[:, None])
+    t = (u * (b - count)[:, None]).floor_().long()
+    outside = t.add_(count[:, None] * (t >= lo[:, None])).clamp_max_(b - 1)
+    keep_long = keep.long()
+    index = outside.add_((inside - outside).mul_(keep_long))
+    index += torch.arange(d).mul_(b)  # into the feature-major flattened sorted background
+    drawn = ordered.T.contiguous().reshape(-1).take(index)  # (n, m, d)
     empty = (count == 0)[:, None, :] & keep
-    rows = torch.where(empty, x[:, None, :].expand(n, m, d), drawn)
+    rows = drawn if not bool(empty.any()) else torch.where(empty, x[:, None, :].expand(n, m, d), drawn)
     return rows, keep.to(torch.float64), valid

@@ -148,7 +148,7 @@ class RISE(PerturbationExplainer):
                                   f"{batch.describe()}; explain token models with lime (mode='groups')")
         engine = EvaluationEngine(context.adapter, context.forward_kwargs, context.target, n_samples=batch.n,
                                   batch_size=self.batch_size, progress=self.progress, owner="RISE")
-        scores = engine.resolve(batch.tensors)
+        engine.defer(batch.tensors)  # f(x) is evaluated with the first chunk of masked rows
         fill = make_fill(self.fill, context.baseline, batch, owner="RISE", sigma=self.blur_sigma)
         fill.draw(self.n_masks, torch_generator(derive_seed(context.seed, len(batch.tensors))))
         n, big_n = batch.n, self.n_masks
@@ -156,21 +156,22 @@ class RISE(PerturbationExplainer):
                       for i, x in enumerate(batch.tensors)]
 
         def make_rows(rows: slice) -> tuple[torch.Tensor, ...]:
+            # rows are ordered (mask, sample): build the whole masks first .. last - 1 for every sample by
+            # broadcasting (no per-row gathers), then cut the chunk out
             first, last = rows.start // n, (rows.stop - 1) // n + 1
-            device = batch.tensors[0].device
-            index = torch.arange(rows.start, rows.stop, device=device)
-            mask_index, sample = index // n, index % n
-            fills = fill.rows(sample, mask_index)
+            lo, hi = rows.start - first * n, rows.stop - first * n
             out = []
-            for x, gen, filled in zip(batch.tensors, generators, fills, strict=True):
-                masks = gen.expand(gen.block(first, last)).index_select(0, mask_index - first)
-                kept = x.index_select(0, sample)
-                out.append(kept * masks + filled.reshape(kept.shape).to(x.dtype) * (1 - masks))
+            for x, gen, filled in zip(batch.tensors, generators, fill.block(first, last), strict=True):
+                masks = gen.expand(gen.block(first, last))[:, None]  # (k, 1, *ones, *spatial)
+                filled = filled.reshape(filled.shape[0], filled.shape[1], *x.shape[1:]).to(x.dtype)
+                built = x[None] * masks + filled * (1 - masks)  # (k, n, *shape)
+                out.append(built.reshape(-1, *x.shape[1:])[lo:hi])
             return tuple(out)
 
         values = engine.scores(big_n * n, make_rows, lambda rows: torch.arange(rows.start, rows.stop,
                                                                                device=batch.tensors[0].device) % n,
                                desc="rise").reshape(big_n, n)
+        scores = engine.clean_scores()
         attributions, errors = [], []
         step = 1024
         for x, gen in zip(batch.tensors, generators, strict=True):

@@ -162,30 +162,39 @@ class PairedStratifiedSampler:
         remaining = stratum.n_units - stratum.m
         count = min(count, remaining)
         if stratum.n_units <= _ENUMERATE_LIMIT and (count == remaining or stratum.n_units <= 4 * (stratum.m + count)):
-            pool = np.zeros((math.comb(d, k), d), dtype=bool)
-            for row, members in enumerate(itertools.combinations(range(d), k)):
-                pool[row, list(members)] = True
-            pool = np.unique(self._canonical(pool, k), axis=0)
-            keys = [np.packbits(row).tobytes() for row in pool]
+            members = np.array(list(itertools.combinations(range(d), k)), dtype=np.int64).reshape(-1, k)
+            pool = np.zeros((len(members), d), dtype=bool)
+            pool[np.arange(len(members))[:, None], members] = True
+            # ascending order of the rows as bit strings (combinations come in descending order); the half
+            # stratum names each unit twice and needs the dedup
+            pool = np.unique(self._canonical(pool, k), axis=0) if 2 * k == d else pool[::-1]
+            keys = _row_keys(pool)
             fresh = np.array([key not in stratum.keys for key in keys], dtype=bool)
             pool, keys = pool[fresh], [key for key, f in zip(keys, fresh, strict=True) if f]
             chosen = np.sort(self.rng.choice(len(pool), size=count, replace=False))
             stratum.keys.update(keys[i] for i in chosen)
             return pool[chosen]
-        rows: list[np.ndarray] = []
-        while len(rows) < count:
-            need = count - len(rows)
+        parts: list[np.ndarray] = []
+        found = 0
+        while found < count:
+            need = count - found
             draws = self.rng.random((need + need // 4 + 4, d)).argsort(axis=1)[:, :k]
             masks = np.zeros((len(draws), d), dtype=bool)
             np.put_along_axis(masks, draws, True, axis=1)
-            for row in self._canonical(masks, k):
-                key = np.packbits(row).tobytes()
-                if key not in stratum.keys:
-                    stratum.keys.add(key)
-                    rows.append(row)
-                    if len(rows) == count:
+            masks = self._canonical(masks, k)
+            # the first occurrence of each key not drawn before, in drawing order, up to ``need`` rows
+            keys = _row_keys(masks)
+            seen = stratum.keys
+            accepted = []
+            for index, key in enumerate(keys):
+                if key not in seen:
+                    seen.add(key)
+                    accepted.append(index)
+                    if len(accepted) == need:
                         break
-        return np.stack(rows)
+            parts.append(masks[accepted])
+            found += len(accepted)
+        return np.concatenate(parts)
 
     # ------------------------------------------------------------------ the design
     def weights(self, unit_strata: np.ndarray) -> np.ndarray:
@@ -196,6 +205,12 @@ class PairedStratifiedSampler:
     def stratum_info(self) -> list[tuple[int, int]]:
         """``(m_k, N_k)`` of each stratum: units drawn and units in the stratum."""
         return [(s.m, s.n_units) for s in self.strata]
+
+
+def _row_keys(masks: np.ndarray) -> list[bytes]:
+    """A hashable key per boolean row (its packed bits), computed for all rows at once."""
+    packed = np.ascontiguousarray(np.packbits(masks, axis=1))
+    return packed.view(f"V{packed.shape[1]}").ravel().tolist()
 
 
 def antithetic_permutations(rng: np.random.Generator, n_permutations: int, d: int, *,

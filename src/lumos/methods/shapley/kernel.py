@@ -80,9 +80,10 @@ class KernelSHAP(ShapleyExplainer):
         setup = self._setup(context)
         masker = setup.masker
         d = masker.n_players
-        base = masker.values(np.zeros((1, d), dtype=bool), desc="base value")[:, 0]
-        delta = setup.scores64.to(base.device) - base
+        empty = np.zeros((1, d), dtype=bool)
         if d == 1:
+            base = masker.values(empty, desc="base value")[:, 0]
+            delta = setup.scores64.to(base.device) - base
             return self._result(setup, delta[:, None], base, {"standard_error": torch.zeros_like(delta)[:, None],
                                                               "n_coalitions": 0, "converged": True, "n_rounds": 1})
         budget = 2 * d + 2048 if self.n_samples == "auto" else self.n_samples
@@ -94,13 +95,20 @@ class KernelSHAP(ShapleyExplainer):
         sampler = PairedStratifiedSampler(d, numpy_generator(context.seed))
         masks, labels, values = [], [], []
         rounds = 0
+        base = delta = None
         while True:
             new_masks, new_labels = sampler.extend(budget)
             rounds += 1
+            if base is None:  # the empty coalition (base value) and f(x) ride along with the first round
+                both = masker.values(np.concatenate([empty, new_masks]), desc="kernel shap round 1")
+                base, new_values = both[:, 0], both[:, 1:]
+                delta = setup.scores64.to(base.device) - base
+            else:
+                new_values = masker.values(new_masks, desc=f"kernel shap round {rounds}")
             if len(new_masks):
                 masks.append(new_masks)
                 labels.append(new_labels)
-                values.append(masker.values(new_masks, desc=f"kernel shap round {rounds}") - base[:, None])
+                values.append(new_values - base[:, None])
             z = torch.as_tensor(np.concatenate(masks), dtype=torch.float64)
             unit_strata = np.concatenate(labels)
             y = torch.cat(values, 1).cpu()
@@ -157,8 +165,12 @@ def standard_errors(z: torch.Tensor, y: torch.Tensor, phi: torch.Tensor, project
     n, d = phi.shape
     info = sampler.stratum_info()
     residual = y - phi @ z.T  # (n, 2U)
-    terms = residual[:, 0::2, None] * z[None, 0::2] + residual[:, 1::2, None] * z[None, 1::2]  # (n, U, d)
-    terms = terms @ projector.T
+    # the pair's coalitions are complementary, z_notS = 1 - z_S, so
+    # P t_u = r_notS P 1 + (r_S - r_notS) P z_S: one (U, d) product instead of one per sample
+    small = z[0::2].contiguous()
+    projected = small @ projector.T  # (U, d)
+    r_small, r_large = residual[:, 0::2], residual[:, 1::2]
+    terms = (r_small - r_large)[:, :, None] * projected[None] + r_large[:, :, None] * projector.sum(1)[None, None]
     labels = torch.as_tensor(unit_strata)
     n_strata = len(info)
     sums = torch.zeros(n, n_strata, d, dtype=torch.float64).index_add_(1, labels, terms)

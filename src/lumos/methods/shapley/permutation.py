@@ -70,16 +70,17 @@ class PermutationSHAP(ShapleyExplainer):
         setup = self._setup(context)
         masker = setup.masker
         d, p = masker.n_players, self.n_permutations
-        base = masker.values(np.zeros((1, d), dtype=bool), desc="base value")[:, 0]
-        fx = setup.scores64.to(base.device)
-        n = fx.shape[0]
         orders = antithetic_permutations(numpy_generator(context.seed), p, d, antithetic=self.antithetic)
         rank = np.argsort(orders, axis=1)  # rank[q, j]: position of player j in ordering q
         prefixes = rank[:, None, :] <= np.arange(d - 1)[None, :, None]  # (p, d-1, d): the first t+1 players
         flat = prefixes.reshape(-1, d)
         unique, inverse = np.unique(np.packbits(flat, axis=1), axis=0, return_inverse=True)
         coalitions = np.unpackbits(unique, axis=1, count=d).astype(bool)
-        values = masker.values(coalitions, desc="permutation shap")
+        # the empty coalition (base value) and f(x) ride along with the model calls of the prefixes
+        both = masker.values(np.concatenate([np.zeros((1, d), dtype=bool), coalitions]), desc="permutation shap")
+        base, values = both[:, 0], both[:, 1:]
+        fx = setup.scores64.to(base.device)
+        n = fx.shape[0]
         index = torch.as_tensor(inverse.reshape(-1), device=values.device)
         chain = torch.cat([base[:, None, None].expand(n, p, 1),
                            values.index_select(1, index).reshape(n, p, d - 1),

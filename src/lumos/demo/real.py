@@ -163,6 +163,8 @@ def run_case(case: DemoCase, out_dir: Path, *, seed: int, progress: bool, log: C
         except lumos.LumosError as exc:
             row.status = "failed: " + " ".join(str(exc).split())[:160]
             continue
+        if case.postprocess is not None:
+            e = case.postprocess(e)
         row.seconds = time.perf_counter() - start
         row.quality = _residual(e)
         row.file = str(e.save(folder / f"{plan.name}.npz"))
@@ -220,7 +222,9 @@ def _model_outputs(case: DemoCase) -> dict[str, Any]:
         adapter = ModelAdapter(case.model, owner="demo")
         batch = prepare_inputs(case.inputs, owner="demo", device=adapter.device, float_dtype=adapter.float_dtype)
         with adapter.eval_mode(), torch.no_grad():
-            output = adapter(batch.tensors).detach().cpu().double().numpy()
+            kwargs = {k: v.to(adapter.device) if isinstance(v, torch.Tensor) and adapter.device is not None else v
+                      for k, v in case.forward_kwargs.items()}
+            output = adapter(batch.tensors, kwargs).detach().cpu().double().numpy()
     except (lumos.LumosError, RuntimeError, TypeError, ValueError):
         return {}
     if output.ndim != 2 or output.shape[1] < 2:

@@ -3,8 +3,19 @@ with a sentiment head the demo trains in seconds on labelled tweets bundled in `
 
 The encoder is loaded with ``transformers`` from the package's folder (``attn_implementation="eager"`` so
 attention weights can be returned); only the 2-class linear head on the mean-pooled token embeddings is
-trained. Gradient methods attribute at the embedding layer (``layer="encoder.embeddings"``) and are summed
-over the hidden units: one number per token.
+trained. Four sentences are explained for their predicted sentiment, one number per token, by
+
+- gradients at the embedding layer (``layer="encoder.embeddings"``, summed over the hidden units): saliency,
+  input x gradient, integrated gradients (path from the sentence with every word replaced by ``[MASK]``);
+- the attention family, every query row averaged (``query="mean"``: the model mean-pools): raw attention of
+  the last layer, rollout (Abnar & Zuidema 2020), gradient-weighted rollout (Chefer et al. 2021);
+- token perturbation: occlusion of one token at a time by ``[MASK]`` (feature ablation) and LIME on tokens.
+
+Words are the features: ``[CLS]``, ``[SEP]`` and padding are never replaced (IG's baseline and every
+reference keep them) and are shown with zero attribution (methods that put weight there, e.g. attention on
+``[CLS]``, record that share in ``extras["special_token_share"]``). The explanations are evaluated on the
+token ids, words replaced by ``[MASK]``: ERASER's comprehensiveness and sufficiency on the predicted class's
+probability (DeYoung et al. 2020), the deletion curve, sparseness and complexity.
 """
 
 from __future__ import annotations
@@ -24,6 +35,8 @@ SENTENCES = ("I absolutely love this phone, the camera is amazing",
              "the movie was fine but the ending was boring",
              "self-driving cars are the future and I can't wait")
 N_TRAIN = 600
+#: LIME's perturbed sentences per sentence (each one model row)
+LIME_SAMPLES = 200
 
 
 class SentimentModel(nn.Module):
@@ -110,6 +123,33 @@ def train_head(model: SentimentModel, tokenizer, texts: list[str], labels: np.nd
     return float(clf.score(features[n_train:], labels[n_train:]))
 
 
+def word_positions(ids: torch.Tensor, mask: torch.Tensor, tokenizer) -> torch.Tensor:  # noqa: ANN001
+    """(n, T) bool: the positions that hold words (not ``[CLS]``, ``[SEP]`` or padding)."""
+    special = (ids == tokenizer.cls_token_id) | (ids == tokenizer.sep_token_id) | (ids == tokenizer.pad_token_id)
+    return mask.bool() & ~special
+
+
+def finish_explanation(explanation, words: torch.Tensor, tokens: list[list[str]]):  # noqa: ANN001, ANN201
+    """One number per token: embedding-layer attributions summed over the hidden units; ``[CLS]``/``[SEP]``/
+    padding zeroed (the share of ``|attribution|`` they held per sentence is kept in
+    ``extras["special_token_share"]``); the tokens attached (``extras["tokens"]``) for the report's highlighting."""
+    raw = explanation.attributions
+    if raw.ndim == 3:  # embedding-layer attributions (n, T, hidden): a token's share is the sum over its units
+        raw = raw.sum(-1)
+        explanation.extras["summed_over"] = "hidden units of the token embeddings"
+    values = raw.detach().cpu().double().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw, np.float64)
+    if values.shape != tuple(words.shape):
+        raise ValueError(f"text demo: expected one attribution per token {tuple(words.shape)}, got {values.shape}")
+    keep = words.numpy().astype(bool)
+    total = np.abs(values).sum(1)
+    share = np.divide(np.abs(np.where(keep, 0.0, values)).sum(1), total, out=np.zeros_like(total), where=total > 0)
+    explanation.attributions = raw.masked_fill(~words.to(raw.device), 0) if isinstance(raw, torch.Tensor) \
+        else np.where(keep, raw, 0).astype(np.asarray(raw).dtype)
+    explanation.extras["special_token_share"] = share.tolist()
+    explanation.extras["tokens"] = tokens
+    return explanation
+
+
 def case(seed: int = 0) -> DemoCase:
     """The text part of the demo: 4 sentences, explained token by token for their predicted sentiment."""
     encoder, tokenizer = load_encoder()
@@ -124,21 +164,36 @@ def case(seed: int = 0) -> DemoCase:
     names = ["negative", "positive"]
     labels_out = [f"{s!r}: {names[int(c)]} ({float(p):.0%})"
                   for s, c, p in zip(SENTENCES, predicted, probs.max(1).values, strict=True)]
-    pad = torch.full_like(ids, tokenizer.pad_token_id)
-    pad[:, 0], pad[ids == tokenizer.sep_token_id] = tokenizer.cls_token_id, tokenizer.sep_token_id
+    words = word_positions(ids, mask, tokenizer)
+    masked = torch.where(words, torch.full_like(ids, tokenizer.mask_token_id), ids)  # words -> [MASK], rest kept
+    word_groups = np.where(words.numpy(), np.arange(ids.shape[1]), -1)  # one feature per word, -1: never perturbed
     common = {"forward_kwargs": {"attention_mask": mask}}
     layer = "encoder.embeddings"
     methods = [
         MethodPlan("saliency", {"layer": layer}, dict(common)),
         MethodPlan("input_x_gradient", {"layer": layer}, dict(common)),
-        MethodPlan("integrated_gradients", {"layer": layer, "n_steps": 16}, {**common, "baseline": pad}),
+        MethodPlan("integrated_gradients", {"layer": layer, "n_steps": 16}, {**common, "baseline": masked}),
+        MethodPlan("attention", {"query": "mean"}, dict(common)),
+        MethodPlan("attention_rollout", {"query": "mean"}, dict(common)),
+        MethodPlan("attention_grad_rollout", {"query": "mean", "subtract_identity": True}, dict(common)),
+        MethodPlan("feature_ablation", {}, {**common, "baseline": tokenizer.mask_token_id}),
+        MethodPlan("lime", {"n_samples": LIME_SAMPLES}, {**common, "baseline": tokenizer.mask_token_id,
+                                                         "feature_groups": word_groups}),
     ]
+    replaced = {"baseline": masked, "score": "probability", "forward_kwargs": {"attention_mask": mask}}
     tokens = [tokenizer.convert_ids_to_tokens(row[row_mask.bool()]) for row, row_mask in zip(ids, mask, strict=True)]
     return DemoCase(
         name="text", title="Text: MiniLM (all-MiniLM-L6-v2) with a sentiment head trained on tweets",
-        model=model, inputs=ids, targets=predicted, labels=labels_out, methods=methods, metrics=[],
+        model=model, inputs=ids, targets=predicted, labels=labels_out, methods=methods,
+        metrics=["comprehensiveness", "sufficiency", "deletion", "sparseness", "complexity"],
+        metric_params={"comprehensiveness": dict(replaced), "sufficiency": dict(replaced),
+                       "deletion": {**replaced, "n_steps": int(ids.shape[1])}},
         class_names=names, model_name="all-MiniLM-L6-v2 encoder + linear sentiment head",
         quality=f"head accuracy {accuracy:.1%} on {N_TRAIN - int(0.8 * N_TRAIN)} held-out tweets",
-        notes=[f"tokens: {t}" for t in tokens],
+        notes=[f"tokens: {t}" for t in tokens]
+              + ["[CLS], [SEP] and padding are never replaced and shown with zero attribution; the metrics replace "
+                 "words by [MASK] and read the predicted class's probability"],
         other_models={"tokenizer": tokenizer, "attention_mask": mask},
+        forward_kwargs={"attention_mask": mask},
+        postprocess=lambda e: finish_explanation(e, words, tokens),
     )

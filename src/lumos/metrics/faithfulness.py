@@ -118,7 +118,7 @@ def _deletion_insertion(name: str, model: Any, inputs: Any, attributions: Any, *
     n_steps = check_int(n_steps, name="n_steps", owner=name)
     inputs, attributions, target = unpack(inputs, attributions, target)
     with scoring(model, inputs, target, owner=name, score=score, batch_size=batch_size, progress=progress,
-                 forward_kwargs=forward_kwargs) as scorer:
+                 forward_kwargs=forward_kwargs, token_ids=True) as scorer:
         groups, n_features = features(scorer.shape, feature_groups=feature_groups, patch_size=patch_size,
                                       owner=name)
         counts = step_counts(n_features, n_steps)
@@ -162,7 +162,7 @@ def region_perturbation(model: Any, inputs: Any, attributions: Any, *, order: st
     check_choice(order, ("morf", "lerf"), name="order", owner="region_perturbation")
     inputs, attributions, target = unpack(inputs, attributions, target)
     with scoring(model, inputs, target, owner=owner, score=score, batch_size=batch_size, progress=progress,
-                 forward_kwargs=forward_kwargs) as scorer:
+                 forward_kwargs=forward_kwargs, token_ids=True) as scorer:
         _, n_regions = features(scorer.shape, feature_groups=feature_groups, patch_size=patch_size, owner=owner)
         steps = n_regions if n_steps is None else check_int(n_steps, name="n_steps", owner=owner)
         counts = step_counts(n_regions, steps)
@@ -223,7 +223,7 @@ def _eraser(name: str, model: Any, inputs: Any, attributions: Any, *, target: An
         raise ValidationError(f"{name}: fractions must be numbers in (0, 1], got {fractions!r}")
     inputs, attributions, target = unpack(inputs, attributions, target)
     with scoring(model, inputs, target, owner=name, score=score, batch_size=batch_size, progress=progress,
-                 forward_kwargs=forward_kwargs) as scorer:
+                 forward_kwargs=forward_kwargs, token_ids=True) as scorer:
         _, n_features = features(scorer.shape, feature_groups=feature_groups, owner=name)
         counts = np.array([min(n_features, math.ceil(p * n_features - 1e-9)) for p in bins])
         scores, _ = _ranked_scores(scorer, attributions, counts, keep_top=name == "sufficiency", descending=True,

@@ -54,7 +54,7 @@ def faithfulness_correlation(model: Any, inputs: Any, attributions: Any, *, targ
     n_runs = check_int(n_runs, name="n_runs", owner=owner, minimum=2)
     inputs, attributions, target = unpack(inputs, attributions, target)
     with scoring(model, inputs, target, owner=owner, score=score, batch_size=batch_size, progress=progress,
-                 forward_kwargs=forward_kwargs) as scorer:
+                 forward_kwargs=forward_kwargs, token_ids=True) as scorer:
         groups, n_features = features(scorer.shape, feature_groups=feature_groups, patch_size=patch_size,
                                       owner=owner)
         size = max(1, round(0.1 * n_features)) if subset_size is None else check_int(
@@ -208,7 +208,7 @@ def completeness_residual(model: Any, inputs: Any, attributions: Any, *, target:
     owner = "completeness_residual"
     inputs, attributions, target = unpack(inputs, attributions, target)
     with scoring(model, inputs, target, owner=owner, score=score, batch_size=batch_size, progress=progress,
-                 forward_kwargs=forward_kwargs) as scorer:
+                 forward_kwargs=forward_kwargs, token_ids=True) as scorer:
         total = flat_attributions(attributions, scorer).sum(1).numpy()
         ref = reference(baseline, scorer)
         difference = scorer.fx - scorer.score_inputs(ref, desc=owner)

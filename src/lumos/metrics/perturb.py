@@ -13,6 +13,12 @@ tabular (N, d) inputs: each column; token embeddings (N, T, E): each token (all 
 images (N, C, H, W): each pixel (all channels), or ``patch_size`` x ``patch_size`` patches. A feature's
 attribution is the sum of its elements' attributions.
 
+Token ids: the metrics that replace features by a reference (deletion, insertion, region perturbation,
+comprehensiveness, sufficiency, faithfulness correlation, completeness residual) also take integer (N, T)
+token ids, each token a feature, with a token id as ``baseline`` (e.g. ``[MASK]``'s), or per-sample ids of
+the inputs' shape (keep ``[CLS]``/``[SEP]``/padding at their own ids there: they are then never changed).
+Metrics that add noise or interpolate need floating-point inputs (embed the tokens first).
+
 Every metric returns a :class:`MetricResult`: one value per sample, plus the curve of each sample where the
 metric has one.
 """
@@ -199,11 +205,12 @@ class Scorer:
 @contextlib.contextmanager
 def scoring(model: Any, inputs: Any, target: Any, *, owner: str, score: str = "logit",
             batch_size: int | None = None, progress: bool | None = None,
-            forward_kwargs: Any = None) -> Iterator[Scorer]:
+            forward_kwargs: Any = None, token_ids: bool = False) -> Iterator[Scorer]:
     """Open a :class:`Scorer`: inputs checked and moved, model in eval mode, target resolved, ``f(x)`` scored.
 
     The model's train/eval mode, ``requires_grad`` flags and grads are restored when the block exits.
-    Single-input models only (one tensor or array, batch first).
+    Single-input models only (one tensor or array, batch first). ``token_ids=True``: the metric only
+    replaces features by the reference, so integer inputs (token ids) are accepted.
     """
     check_choice(score, SCORES, name="score", owner=owner)
     if batch_size is not None:
@@ -214,8 +221,11 @@ def scoring(model: Any, inputs: Any, target: Any, *, owner: str, score: str = "l
         raise ValidationError(f"{owner}: model-based metrics support single-input models; got {len(batch.tensors)} "
                               f"inputs")
     x = batch.tensors[0]
-    if not x.is_floating_point():
-        raise ValidationError(f"{owner}: inputs must be floating point (embed token ids first), got {x.dtype}")
+    if not x.is_floating_point() and not (token_ids and not x.is_complex() and x.dtype != torch.bool):
+        raise ValidationError(f"{owner}: inputs must be floating point (embed token ids first), got {x.dtype}"
+                              + ("" if x.is_floating_point() or token_ids else
+                                 "; deletion, insertion, region perturbation, comprehensiveness, sufficiency, "
+                                 "faithfulness correlation and completeness residual take token ids"))
     kwargs = prepare_forward_kwargs(forward_kwargs, n=batch.n, owner=owner, device=x.device,
                                     float_dtype=adapter.float_dtype)
     resolved = as_target(target, owner=owner)
@@ -328,6 +338,8 @@ def reference(baseline: Any, scorer: Scorer, *, seed: int | None = None, blur_si
     """
     x, owner = scorer.x, scorer.owner
     n, shape = scorer.n, scorer.shape
+    if not x.is_floating_point():
+        return _token_reference(baseline, scorer)
     if baseline is None or (isinstance(baseline, (int, float, np.number)) and not isinstance(baseline, bool)):
         value = 0.0 if baseline is None else float(baseline)
         if not math.isfinite(value):
@@ -358,6 +370,27 @@ def reference(baseline: Any, scorer: Scorer, *, seed: int | None = None, blur_si
         f"{owner}: baseline must be a number, one of {list(NAMED_BASELINES)}, an array of one sample's shape "
         f"{shape} or of the inputs' shape {tuple(x.shape)}, got {describe_value(baseline)}"
     )
+
+
+def _token_reference(baseline: Any, scorer: Scorer) -> torch.Tensor:
+    """The replacement token ids for integer inputs: one id, one sample's ids or one row of ids per sample."""
+    x, owner, shape = scorer.x, scorer.owner, scorer.shape
+    expected = (f"a token id (an int, e.g. the [MASK] or [PAD] id), or integer ids of one sample's shape {shape} "
+                f"or of the inputs' shape {tuple(x.shape)}")
+    if isinstance(baseline, (int, np.integer)) and not isinstance(baseline, bool):
+        return torch.full((1, scorer.flat.shape[1]), int(baseline), dtype=x.dtype, device=x.device)
+    array = baseline.detach().cpu().numpy() if isinstance(baseline, torch.Tensor) else baseline
+    if isinstance(array, (list, tuple)):
+        array = np.asarray(array)
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.integer):
+        raise ValidationError(f"{owner}: the inputs are token ids ({x.dtype}), so baseline must be {expected}; "
+                              f"got {describe_value(baseline)}")
+    tensor = torch.as_tensor(array).to(x.device, x.dtype)
+    if tuple(tensor.shape) == shape:
+        return tensor.reshape(1, -1)
+    if tuple(tensor.shape) == tuple(x.shape):
+        return tensor.reshape(scorer.n, -1)
+    raise ValidationError(f"{owner}: baseline must be {expected}, got {describe_value(baseline)}")
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

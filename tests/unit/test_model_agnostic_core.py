@@ -288,8 +288,8 @@ def test_engine_defer_evaluates_clean_rows_with_the_first_chunk() -> None:
 def test_numpy_models_get_cache_sized_chunks() -> None:
     adapter = ModelAdapter(NumpyModel(lambda a: a.sum(1)))
     engine = EvaluationEngine(adapter, {}, Class(0), n_samples=1)
-    wide = (torch.zeros(1, 30, dtype=torch.float64),)  # 240 bytes a row -> 2 MiB / 240
-    assert engine.chunk(10**6, wide) == (2 << 20) // 240
+    wide = (torch.zeros(1, 30, dtype=torch.float64),)  # 240 bytes a row -> 8 MiB / 240
+    assert engine.chunk(10**6, wide) == (8 << 20) // 240
     assert engine.chunk(100, wide) == 100
     huge = (torch.zeros(1, 3, 224, 224),)  # 600 kB a row: at least 1,024 rows, within the memory budget
     assert engine.chunk(10**6, huge) == min(1024, int(lumos.config.memory_budget() // (3 * 224 * 224 * 4 * 32)))

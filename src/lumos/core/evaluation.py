@@ -10,7 +10,7 @@ Chunk size: ``batch_size`` when given, else from the memory budget (:mod:`lumos.
 activations one row needs are measured once per model and input shape by a probe forward of one row and
 cached (:func:`lumos.core.batching.row_bytes`); a forward pass without gradients keeps far less than that
 alive, so the estimate is safe. Numpy models and plain functions (no parameters to probe) are sized from the
-input row bytes: on a CPU, cache-sized calls of about 2 MiB of input (at least 1,024 rows), within the budget.
+input row bytes: on a CPU, calls of about 8 MiB of input (at least 1,024 rows), within the budget.
 
 Example::
 
@@ -42,11 +42,14 @@ Rows = tuple[torch.Tensor, ...]
 _NUMPY_FACTOR = 32
 #: at most this many rows per call of a numpy model (keeps peak memory of unknown models reasonable)
 _NUMPY_MAX_ROWS = 1 << 17
-#: a model without parameters to probe gets about this many input bytes per call (cache-sized chunks: a
-#: 30-feature MLP ran 2.5-3x faster per row in 4k-16k-row calls than in one 200k-row call, whose fresh
-#: arrays above glibc's 32 MiB mmap threshold are page-faulted in on every call), but at least
-#: ``_NUMPY_MIN_ROWS`` rows (bounds the per-call overhead of models such as scikit-learn's, ~0.1 ms a call)
-_FUNCTION_CHUNK_BYTES = 2 << 20
+#: a model without parameters to probe gets about this many input bytes per call, but at least
+#: ``_NUMPY_MIN_ROWS`` rows (bounds the per-call overhead of models such as scikit-learn's, ~0.1 ms a call).
+#: Measured on 2 cores with a 30-feature MLP: one 200k-row call is 2.5-3x slower per row than 4k-16k-row
+#: calls (its fresh arrays above glibc's 32 MiB mmap threshold are page-faulted in on every call); a torch
+#: MLP behind a numpy function is fastest at ~2 MiB calls, but scikit-learn's BLAS thread pool and torch's
+#: (which builds the rows) hand the cores back and forth at every call, which made 2 MiB calls 1.3-1.8x
+#: slower than 8-16 MiB calls there. 8 MiB is the compromise.
+_FUNCTION_CHUNK_BYTES = 8 << 20
 _NUMPY_MIN_ROWS = 1024
 
 

@@ -229,29 +229,6 @@ def test_permutation_shap_validates_its_parameters() -> None:
 
 
 # ------------------------------------------------------------------------------------------ fast paths
-def test_select_is_torch_where_bit_for_bit() -> None:
-    from lumos.methods.perturbation.masking import select
-
-    generator = torch.Generator().manual_seed(0)
-    keep = torch.rand(40, 1, 6, generator=generator) < 0.5
-    for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32,
-                  torch.uint8, torch.bool):
-        kept = (torch.randn(40, 1, 6, generator=generator) * 50).to(dtype)
-        other = (torch.randn(1, 5, 6, generator=generator) * 50).to(dtype)
-        if dtype.is_floating_point:  # special values pass through unchanged
-            kept[0, 0, :3] = torch.tensor([float("nan"), -0.0, float("-inf")]).to(dtype)
-            other[0, 0, :3] = torch.tensor([-0.0, float("nan"), float("inf")]).to(dtype)
-        got, want = select(keep, kept, other), torch.where(keep, kept, other)
-        assert got.dtype == dtype and got.shape == (40, 5, 6)
-        if dtype == torch.bool:
-            assert torch.equal(got, want)
-        else:  # compare the bits (NaN != NaN, -0.0 == 0.0 as values)
-            assert torch.equal(got.contiguous().view(torch.uint8), want.contiguous().view(torch.uint8)), dtype
-    # non-contiguous operands fall back to torch.where
-    x = torch.randn(6, 8)[:, ::2]
-    assert torch.equal(select(keep[:6, 0, :4], x, torch.zeros(6, 4)), torch.where(keep[:6, 0, :4], x, 0.0))
-
-
 def test_engine_defer_evaluates_clean_rows_with_the_first_chunk() -> None:
     model = make_mlp()
     x = rand(0, 5, 6)

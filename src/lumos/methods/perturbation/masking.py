@@ -13,8 +13,8 @@ an integer array of group ids with one sample's shape (a tuple of arrays for sev
 e.g. superpixel ids), or a list of index lists over the flattened features (features not listed are
 groups of their own, appended in order). Every element of a group gets the group's value.
 
-The masked rows of every coalition for every background row are built by one broadcast select per chunk
-(``coalitions (U, d)`` x ``background (B, d)`` -> ``(U * B, d)`` rows, :func:`select`); rows are ordered
+The masked rows of every coalition for every background row are built by one broadcast ``torch.where``
+per chunk (``coalitions (U, d)`` x ``background (B, d)`` -> ``(U * B, d)`` rows); rows are ordered
 (sample, coalition, background row) so that the background average is a reshape and a mean.
 """
 
@@ -34,27 +34,6 @@ from ...errors import ValidationError, describe_value
 
 #: largest number of (sample, coalition, background) rows whose scores are held at once
 _MAX_SCORE_ROWS = 1 << 24
-#: integer dtype of each element size, for the bitwise select
-_BITS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def select(keep: torch.Tensor, kept: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """``torch.where(keep, kept, other)`` with broadcasting, exactly, but faster on a CPU (4x for float32 rows).
-
-    The values are reinterpreted as integers of their width and blended bitwise,
-    ``(other & ~m) | (kept & m)`` with ``m = -keep`` (all bits set where kept): every output element is bit for bit one of its two sources (no
-    arithmetic on the values, so NaN, infinities and signed zeros pass unchanged). ``torch.where`` reads a
-    bool per element through a slow generic kernel; the bitwise ops vectorise. Falls back to ``torch.where``
-    for bool, complex or non-contiguous operands.
-    """
-    bits = _BITS.get(kept.element_size())
-    if (bits is None or kept.dtype != other.dtype or kept.dtype == torch.bool or kept.is_complex()
-            or not kept.is_contiguous() or not other.is_contiguous()):
-        return torch.where(keep, kept, other)
-    mask = keep.to(bits).neg_()  # -1 (all bits set) where kept, 0 elsewhere
-    out = torch.bitwise_and(other.view(bits), mask.bitwise_not())
-    out |= torch.bitwise_and(kept.view(bits), mask)  # (usually small: one row per coalition)
-    return out.view(kept.dtype)
 
 
 @dataclass
@@ -260,7 +239,7 @@ class Masker:
             out = []
             for i, (x, bg, shape) in enumerate(zip(self.flat, background, self.shapes, strict=True)):
                 part = kept[:, self.offsets[i]:self.offsets[i + 1]]
-                built = select(part[:, None, :], x.index_select(0, sample)[:, None, :], bg[None, :, :])
+                built = torch.where(part[:, None, :], x.index_select(0, sample)[:, None, :], bg[None, :, :])
                 out.append(built.reshape(-1, *shape)[lo:hi])
             return tuple(out)
 
@@ -354,7 +333,7 @@ def prepare_sample_groups(spec: Any, batch: InputBatch, *, owner: str) -> Sample
 class CoalitionMasker:
     """Model scores of per-sample coalitions: ``keep[i, k, j]`` keeps player ``j`` of sample ``i`` in perturbation
     ``k``; hidden elements take the fill's values (:mod:`.fills`). One model row per (sample, perturbation),
-    ordered (sample, perturbation), built chunk by chunk with one select (:func:`select`).
+    ordered (sample, perturbation), built chunk by chunk with one ``torch.where``.
 
     Example::
 
@@ -390,7 +369,7 @@ class CoalitionMasker:
             out = []
             for i, (x, shape) in enumerate(zip(self.flat, self.shapes, strict=True)):
                 part = kept[:, self.offsets[i]:self.offsets[i + 1]]
-                out.append(select(part, x.index_select(0, sample), fills[i].to(x.dtype)).reshape(-1, *shape))
+                out.append(torch.where(part, x.index_select(0, sample), fills[i].to(x.dtype)).reshape(-1, *shape))
             return tuple(out)
 
         def sample_index(rows: slice) -> torch.Tensor:

@@ -98,3 +98,13 @@ def test_grad_modes_of_the_caller(name: str) -> None:
         with torch.inference_mode():
             result = run_method(name, model, x, target=1).attributions
         torch.testing.assert_close(result, expected, rtol=0, atol=0)
+
+
+def test_bfloat16_models_give_float32_scores_and_extras() -> None:
+    model = make_mlp(dtype=torch.bfloat16)
+    x = rand(0, 3, 6, dtype=torch.bfloat16)
+    e = lumos.IntegratedGradients(model, n_steps=4).explain(x, 1)
+    assert e.attributions.dtype == torch.bfloat16  # attributions mirror the inputs
+    assert e.scores.dtype == np.float32 and e.extras["convergence_delta"].dtype == np.float32
+    with torch.no_grad():
+        np.testing.assert_array_equal(e.scores, model(x)[:, 1].float().numpy())

@@ -226,13 +226,13 @@ class Explainer:
         indices = target.indices()
         if indices is not None and len(indices) == 1 and batch.n > 1:
             indices = np.repeat(indices, batch.n)
-        extras = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v)
+        extras = {k: (_as_numpy(v) if isinstance(v, torch.Tensor) else v)
                   for k, v in result.extras.items()}
         return Explanation(
             attributions=user_attr,
             inputs=batch.to_user(batch.tensors),
             targets=None if indices is None else np.asarray(indices),
-            scores=None if result.scores is None else result.scores.detach().cpu().numpy(),
+            scores=None if result.scores is None else _as_numpy(result.scores),
             method=self.name,
             params=self.get_params(),
             target_description=target.describe(),
@@ -247,3 +247,11 @@ def _layer_name(adapter: ModelAdapter, layer: nn.Module | str | None) -> str | N
     if layer is None:
         return None
     return adapter.find_layer(layer)[0]
+
+
+def _as_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as a numpy array on the CPU; bfloat16 (which numpy lacks) as float32, exactly."""
+    tensor = tensor.detach()
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.float()
+    return tensor.cpu().numpy()

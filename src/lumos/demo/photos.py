@@ -46,6 +46,15 @@ def load_photos(names: tuple[str, ...] = PHOTOS, size: int = SIZE) -> torch.Tens
     return torch.from_numpy(np.stack(images).astype(np.float32))
 
 
+def grid_groups(sample_shape: tuple[int, ...], cells: int) -> np.ndarray:
+    """Group ids of a ``cells`` x ``cells`` grid over an image of shape (channels, height, width), shared by its
+    channels: the players of KernelSHAP on images (one map for every photo)."""
+    _, h, w = sample_shape
+    rows = np.minimum(np.arange(h) * cells // h, cells - 1)
+    cols = np.minimum(np.arange(w) * cells // w, cells - 1)
+    return np.broadcast_to(rows[:, None] * cells + cols[None, :], sample_shape).copy()
+
+
 def case(seed: int = 0) -> DemoCase:
     """The photos part of the demo: 3 photos, explained for the model's top class."""
     model = load_model()
@@ -61,15 +70,24 @@ def case(seed: int = 0) -> DemoCase:
         MethodPlan("input_x_gradient"),
         MethodPlan("integrated_gradients", {"n_steps": 16, "batch_size": 16}, {"baseline": 0.0}),
         MethodPlan("smoothgrad", {"n_samples": 8, "noise_level": 0.1}),
+        MethodPlan("vargrad", {"n_samples": 8, "noise_level": 0.1}),
         MethodPlan("guided_backprop"),
+        MethodPlan("deconvolution"),
         MethodPlan("grad_cam", {"layer": CAM_LAYER}),
         MethodPlan("grad_cam_plus_plus", {"layer": CAM_LAYER}),
+        MethodPlan("xgrad_cam", {"layer": CAM_LAYER}),
+        MethodPlan("hires_cam", {"layer": CAM_LAYER}),
         MethodPlan("layer_cam", {"layer": CAM_LAYER}),
         MethodPlan("eigen_cam", {"layer": CAM_LAYER}),
+        MethodPlan("guided_grad_cam", {"layer": CAM_LAYER}),
         MethodPlan("lrp", {"composite": "epsilon"}),
         MethodPlan("deeplift", {}, {"baseline": 0.0}),
         MethodPlan("occlusion", {"window": 32, "strides": 32}, {"baseline": 0.0}),
         MethodPlan("rise", {"n_masks": 96, "batch_size": 32}, {"baseline": 0.0}),
+        MethodPlan("lime", {"n_samples": 64, "segmentation": "slic", "segmentation_params": {"n_segments": 40},
+                            "batch_size": 32}, {"baseline": 0.0}),
+        MethodPlan("kernel_shap", {"n_samples": 64, "batch_size": 32},
+                   {"baseline": 0.0, "feature_groups": grid_groups(x.shape[1:], cells=7)}),
     ]
     return DemoCase(
         name="photos", title="Photos: EfficientNet-Lite0 (ImageNet) on scikit-image's photographs",

@@ -131,6 +131,50 @@ def test_guided_backprop_on_a_cnn_matches_the_autograd_function() -> None:
     torch.testing.assert_close(e.attributions, x.grad, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("rectifier", ["relu6", "hardtanh01", "threshold", "clamp_min"])
+@pytest.mark.parametrize(("name", "rule"), [("guided_backprop", "guided"), ("deconvolution", "deconv")])
+def test_other_rectifiers_get_the_rule(rectifier: str, name: str, rule: str) -> None:
+    """ReLU6 (EfficientNet, MobileNet), hardtanh, threshold and clamp(min=0) are rectifiers too: the rule applies
+    where the unit is in its linear range (naive formula: backward with W^T, gradient clamped at 0 and
+    masked by the unit's own derivative for guided backprop, clamped only for deconvolution)."""
+    act = {"relu6": lambda z: torch.nn.functional.relu6(z), "hardtanh01": lambda z: torch.nn.functional.hardtanh(z, 0, 1),
+           "threshold": lambda z: torch.nn.functional.threshold(z, 0.0, 0.0), "clamp_min": lambda z: z.clamp(min=0)}
+    high = {"relu6": 6.0, "hardtanh01": 1.0, "threshold": float("inf"), "clamp_min": float("inf")}[rectifier]
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2, self.fc3 = nn.Linear(5, 7), nn.Linear(7, 6), nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc3(act[rectifier](self.fc2(act[rectifier](self.fc1(x)))))
+
+    torch.manual_seed(0)
+    model = Net().double().eval()
+    x = rand(7, 4, 5, dtype=torch.float64) * 2
+    e = lumos.explain(model, x, method=name, target=2)
+    layers = [model.fc1, model.fc2, model.fc3]
+    for i in range(4):
+        zs, a = [], x[i]
+        for layer in layers[:-1]:
+            z = layer.weight.detach() @ a + layer.bias.detach()
+            zs.append(z)
+            a = z.clamp(0, high)
+        g = layers[-1].weight.detach()[2]
+        for layer, z in zip(reversed(layers[:-1]), reversed(zs), strict=True):
+            g = g.clamp(min=0) * ((z > 0) & (z < high)) if rule == "guided" else g.clamp(min=0)
+            g = layer.weight.detach().T @ g
+        torch.testing.assert_close(e.attributions[i], g, rtol=1e-12, atol=1e-14)
+
+
+def test_a_model_without_rectifiers_gets_a_warning() -> None:
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2)).double()
+    with pytest.warns(lumos.LumosWarning, match="no rectifier"):
+        e = lumos.GuidedBackprop(model).explain(rand(0, 3, 4, dtype=torch.float64), 1)
+    torch.testing.assert_close(e.attributions, lumos.Saliency(model).explain(rand(0, 3, 4, dtype=torch.float64),
+                                                                             1).attributions)
+
+
 def test_input_x_gradient_sums_to_the_output_of_a_bias_free_relu_net() -> None:
     """A bias-free ReLU/maxpool/linear net is positively homogeneous: f(x) = x . grad f(x)."""
     model = make_cnn(dtype=torch.float64, bias=False, batchnorm=False)

@@ -16,10 +16,13 @@ A rule is ``rule(grad_inputs, grad_outputs) -> grad_inputs`` (tuples, as for
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+
+from ..errors import LumosWarning
 
 NodeRule = Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]]
 
@@ -30,8 +33,10 @@ class BackwardRules:
     Use as ``with rules.attached(score): torch.autograd.grad(score, leaves)``.
     """
 
-    def __init__(self, rules: Mapping[str, NodeRule]) -> None:
+    def __init__(self, rules: Mapping[str, NodeRule], *, when_none_match: str | None = None) -> None:
         self.rules = dict(rules)
+        #: warning issued when a backward pass holds no node with a rule (the result is the plain gradient)
+        self.when_none_match = when_none_match
 
     def attach(self, output: torch.Tensor) -> list[Any]:
         """Hook every node reachable from ``output.grad_fn`` that has a rule; return the hook handles."""
@@ -57,6 +62,8 @@ class BackwardRules:
              ) -> tuple[torch.Tensor | None, ...]:
         """``torch.autograd.grad(output, leaves)`` with the rules applied; hooks removed afterwards."""
         handles = self.attach(output)
+        if not handles and self.when_none_match is not None:
+            warnings.warn(self.when_none_match, LumosWarning, stacklevel=2)
         try:
             return torch.autograd.grad(output, leaves, **kwargs)
         finally:
@@ -83,8 +90,17 @@ def _deconv_relu(grad_inputs: tuple[Any, ...], grad_outputs: tuple[Any, ...]) ->
     return (torch.clamp(incoming, min=0, out=own),)
 
 
-GUIDED_RELU = BackwardRules({"ReluBackward0": _guided_relu})
-"""Guided backpropagation: every ReLU passes back ``max(g, 0) * 1[x > 0]``."""
+#: the graph nodes of rectifiers: ReLU (every spelling), ReLU6 / hardtanh, threshold, clamp
+RECTIFIER_NODES = ("ReluBackward0", "HardtanhBackward0", "ThresholdBackward0", "ClampBackward1",
+                   "ClampMinBackward0")
+_NO_RECTIFIER = ("{method}: the model executed no rectifier (ReLU, ReLU6 / hardtanh, threshold or clamp), so the "
+                 "result is the plain gradient (saliency); {method} is defined for rectifier networks")
 
-DECONV_RELU = BackwardRules({"ReluBackward0": _deconv_relu})
-"""Deconvolution: every ReLU passes back ``max(g, 0)``."""
+GUIDED_RELU = BackwardRules({name: _guided_relu for name in RECTIFIER_NODES},
+                            when_none_match=_NO_RECTIFIER.format(method="guided backprop"))
+"""Guided backpropagation: every rectifier passes back ``max(g, 0)`` where its input was in its linear range
+(``1[x > 0]`` for a ReLU, ``1[0 < x < 6]`` for ReLU6): the native gradient, clamped at 0."""
+
+DECONV_RELU = BackwardRules({name: _deconv_relu for name in RECTIFIER_NODES},
+                            when_none_match=_NO_RECTIFIER.format(method="deconvolution"))
+"""Deconvolution: every rectifier passes back ``max(g, 0)``, whatever its input."""

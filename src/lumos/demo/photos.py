@@ -63,6 +63,9 @@ def case(seed: int = 0) -> DemoCase:
         probs = model(x).softmax(1)
     top = probs.argmax(1)
     names, note = imagenet_class_names()
+    # a small background set for the expectation methods: a black image and seeded uniform noise in [-1, 1]
+    background = torch.zeros(2, *x.shape[1:])
+    background[1] = torch.rand(*x.shape[1:], generator=torch.Generator().manual_seed(seed)) * 2 - 1
     labels = [f"{n}: {names[int(c)]} (class {int(c)}, {float(p):.0%})"
               for n, c, p in zip(PHOTOS, top, probs.max(1).values, strict=True)]
     methods = [
@@ -82,6 +85,8 @@ def case(seed: int = 0) -> DemoCase:
         MethodPlan("guided_grad_cam", {"layer": CAM_LAYER}),
         MethodPlan("lrp", {"composite": "epsilon"}),
         MethodPlan("deeplift", {}, {"baseline": 0.0}),
+        MethodPlan("deep_shap", {}, {"baseline": background}),
+        MethodPlan("gradient_shap", {"n_samples": 8}, {"baseline": background}),
         MethodPlan("occlusion", {"window": 32, "strides": 32}, {"baseline": 0.0}),
         MethodPlan("rise", {"n_masks": 96, "batch_size": 32}, {"baseline": 0.0}),
         MethodPlan("lime", {"n_samples": 64, "segmentation": "slic", "segmentation_params": {"n_segments": 40},

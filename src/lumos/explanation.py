@@ -29,9 +29,13 @@ from .errors import ValidationError
 FORMAT_VERSION = 1
 
 
-def _to_numpy(value: Any) -> np.ndarray:
+def as_numpy(value: Any) -> np.ndarray:
+    """A tensor (any device) or array-like as a numpy array; bfloat16, which numpy lacks, as float32 (exact)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
+        value = value.detach()
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        return value.cpu().numpy()
     return np.asarray(value)
 
 
@@ -90,7 +94,7 @@ class Explanation:
     def attribution_arrays(self) -> list[np.ndarray]:
         """The attributions as a list of numpy arrays (one per input)."""
         items = self.attributions if self.is_tuple else (self.attributions,)
-        return [_to_numpy(a) for a in items]
+        return [as_numpy(a) for a in items]
 
     def __len__(self) -> int:
         return int(self.attribution_arrays()[0].shape[0])
@@ -170,15 +174,15 @@ class Explanation:
         inputs = self.inputs if isinstance(self.inputs, tuple) else (self.inputs,)
         if self.inputs is not None:
             for i, x in enumerate(inputs):
-                arrays[f"inputs_{i}"] = _to_numpy(x)
+                arrays[f"inputs_{i}"] = as_numpy(x)
         if self.targets is not None:
             arrays["targets"] = np.asarray(self.targets)
         if self.scores is not None:
-            arrays["scores"] = _to_numpy(self.scores)
+            arrays["scores"] = as_numpy(self.scores)
         extras_meta: dict[str, Any] = {}
         for key, value in self.extras.items():
             if isinstance(value, (np.ndarray, torch.Tensor)):
-                arrays[f"extra__{key}"] = _to_numpy(value)
+                arrays[f"extra__{key}"] = as_numpy(value)
             else:
                 extras_meta[key] = value
         meta = {

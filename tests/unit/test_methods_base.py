@@ -108,3 +108,12 @@ def test_bfloat16_models_give_float32_scores_and_extras() -> None:
     assert e.scores.dtype == np.float32 and e.extras["convergence_delta"].dtype == np.float32
     with torch.no_grad():
         np.testing.assert_array_equal(e.scores, model(x)[:, 1].float().numpy())
+
+
+def test_bfloat16_explanations_save_and_load_as_float32(tmp_path) -> None:
+    model = make_mlp(dtype=torch.bfloat16)
+    x = rand(0, 3, 6, dtype=torch.bfloat16)
+    e = lumos.Saliency(model).explain(x, 1)
+    loaded = lumos.load(e.save(tmp_path / "e.npz"))
+    assert loaded.attributions.dtype == torch.float32  # numpy has no bfloat16: saved exactly as float32
+    torch.testing.assert_close(loaded.attributions, e.attributions.float(), rtol=0, atol=0)

@@ -229,7 +229,8 @@ def load_model(path: str | Path, *, class_spec: str | None = None, init_json: st
             raise CliArgumentError("MODEL", f"{path} is neither TorchScript nor a plain state dict (it needs full "
                                             f"unpickling, which can run arbitrary code); save a state dict or "
                                             f"TorchScript, or pass --trust if you trust this file") from exc
-        model = torch.load(path, map_location=device, weights_only=False)
+        # full unpickling only behind --trust (refused above otherwise): the user vouches for this file
+        model = torch.load(path, map_location=device, weights_only=False)  # noqa: S614
         if not isinstance(model, torch.nn.Module):
             return LoadedModel(_from_state_dict(model, path, class_spec, init_json).eval(), "state dict (trusted)")
         return LoadedModel(model.eval(), "pickled module (trusted)")

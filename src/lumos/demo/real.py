@@ -215,15 +215,15 @@ def _model_outputs(case: DemoCase) -> dict[str, Any]:
     """The model's full output on the explained inputs, for the report's confidences: ``{"logits": ...}`` for
     a torch classifier, ``{"probabilities": ...}`` for a numpy ``predict_proba``; empty when it is not a
     (samples, classes) table (the report then shows the raw scores and says so)."""
-    from ..core.inputs import prepare_inputs
+    from ..core.inputs import prepare_forward_kwargs, prepare_inputs
     from ..core.model import ModelAdapter
 
     try:
         adapter = ModelAdapter(case.model, owner="demo")
         batch = prepare_inputs(case.inputs, owner="demo", device=adapter.device, float_dtype=adapter.float_dtype)
+        kwargs = prepare_forward_kwargs(case.forward_kwargs, n=batch.n, owner="demo",
+                                        device=batch.tensors[0].device, float_dtype=adapter.float_dtype)
         with adapter.eval_mode(), torch.no_grad():
-            kwargs = {k: v.to(adapter.device) if isinstance(v, torch.Tensor) and adapter.device is not None else v
-                      for k, v in case.forward_kwargs.items()}
             output = adapter(batch.tensors, kwargs).detach().cpu().double().numpy()
     except (lumos.LumosError, RuntimeError, TypeError, ValueError):
         return {}

@@ -31,7 +31,7 @@ from ..errors import (
     ValidationError,
     describe_value,
 )
-from ..explanation import Explanation, stack_names
+from ..explanation import Explanation, as_numpy, stack_names
 
 
 @dataclass
@@ -226,13 +226,13 @@ class Explainer:
         indices = target.indices()
         if indices is not None and len(indices) == 1 and batch.n > 1:
             indices = np.repeat(indices, batch.n)
-        extras = {k: (_as_numpy(v) if isinstance(v, torch.Tensor) else v)
+        extras = {k: (as_numpy(v) if isinstance(v, torch.Tensor) else v)
                   for k, v in result.extras.items()}
         return Explanation(
             attributions=user_attr,
             inputs=batch.to_user(batch.tensors),
             targets=None if indices is None else np.asarray(indices),
-            scores=None if result.scores is None else _as_numpy(result.scores),
+            scores=None if result.scores is None else as_numpy(result.scores),
             method=self.name,
             params=self.get_params(),
             target_description=target.describe(),
@@ -248,10 +248,3 @@ def _layer_name(adapter: ModelAdapter, layer: nn.Module | str | None) -> str | N
         return None
     return adapter.find_layer(layer)[0]
 
-
-def _as_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """A tensor as a numpy array on the CPU; bfloat16 (which numpy lacks) as float32, exactly."""
-    tensor = tensor.detach()
-    if tensor.dtype == torch.bfloat16:
-        tensor = tensor.float()
-    return tensor.cpu().numpy()

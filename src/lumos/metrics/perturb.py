@@ -221,11 +221,11 @@ def scoring(model: Any, inputs: Any, target: Any, *, owner: str, score: str = "l
         raise ValidationError(f"{owner}: model-based metrics support single-input models; got {len(batch.tensors)} "
                               f"inputs")
     x = batch.tensors[0]
-    if not x.is_floating_point() and not (token_ids and not x.is_complex() and x.dtype != torch.bool):
-        raise ValidationError(f"{owner}: inputs must be floating point (embed token ids first), got {x.dtype}"
-                              + ("" if x.is_floating_point() or token_ids else
-                                 "; deletion, insertion, region perturbation, comprehensiveness, sufficiency, "
-                                 "faithfulness correlation and completeness residual take token ids"))
+    integer = not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
+    if not x.is_floating_point() and not (token_ids and integer):
+        hint = ("" if token_ids else "; deletion, insertion, region perturbation, comprehensiveness, sufficiency, "
+                                     "faithfulness correlation and completeness residual take token ids")
+        raise ValidationError(f"{owner}: inputs must be floating point (embed token ids first), got {x.dtype}{hint}")
     kwargs = prepare_forward_kwargs(forward_kwargs, n=batch.n, owner=owner, device=x.device,
                                     float_dtype=adapter.float_dtype)
     resolved = as_target(target, owner=owner)

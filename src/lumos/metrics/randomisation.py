@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from ..core.hooks import HookSet
-from ..core.inputs import prepare_forward_kwargs, prepare_inputs
+from ..core.inputs import prepare_forward_kwargs, prepare_inputs, select_rows
 from ..core.model import ModelAdapter
 from ..core.progress import progress_bar
 from ..core.registry import get_method
@@ -120,13 +120,6 @@ def parameter_layers(model: nn.Module, inputs: Any, *, forward_kwargs: Mapping[s
     if not owners:
         raise UnsupportedModelError(f"{owner}: the model has no layers with parameters to randomise")
     order: list[str] = []
-    adapter = ModelAdapter(model, owner=owner)
-    batch = prepare_inputs(inputs, owner=owner, device=adapter.device, float_dtype=adapter.float_dtype)
-    kwargs = prepare_forward_kwargs(forward_kwargs, n=batch.n, owner=owner, device=batch.tensors[0].device,
-                                    float_dtype=adapter.float_dtype)
-    probe = tuple(t[:1] for t in batch.tensors)
-    probe_kwargs = {k: (v[:1] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch.n else v)
-                    for k, v in kwargs.items()}
 
     def record(name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
@@ -134,10 +127,10 @@ def parameter_layers(model: nn.Module, inputs: Any, *, forward_kwargs: Mapping[s
                 order.append(name)
         return hook
 
-    with adapter.eval_mode(), torch.no_grad(), HookSet() as hooks:
+    with HookSet() as hooks:
         for name, m in owners:
             hooks.forward(m, record(name))
-        adapter(probe, probe_kwargs)
+        _model_output(model, inputs, forward_kwargs, owner, rows=1)  # a one-row probe
     if not order:
         raise UnsupportedModelError(f"{owner}: the forward pass calls no layer with parameters "
                                     f"(layers with parameters: {[n for n, _ in owners]})")
@@ -387,8 +380,7 @@ def _model_output(model: nn.Module, inputs: Any, forward_kwargs: Mapping[str, An
     tensors = batch.tensors
     if rows is not None and rows < batch.n:
         tensors = tuple(t[:rows] for t in tensors)
-        kwargs = {k: (v[:rows] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch.n else v)
-                  for k, v in kwargs.items()}
+        kwargs = select_rows(kwargs, torch.arange(rows), batch.n)
     with adapter.eval_mode(), torch.no_grad():
         return adapter(tensors, kwargs)
 

@@ -182,7 +182,7 @@ class AttentionExplainer(Explainer):
                     grads = attention_gradients(score, maps, owner=owner) if self.class_specific else None
                 names = [m.name for m in maps]
                 relevance.append(self._read_rows(maps, grads, kwargs))
-                scores.append(score.detach().to(torch.promote_types(score.dtype, torch.float32)))  # (numpy: no bf16)
+                scores.append(score.detach().to(torch.promote_types(score.dtype, torch.float32)))  # like the maps
                 del maps, grads, output, captured
         if row_indices and all(ix is not None for ix in row_indices):
             target = row_type(np.concatenate(row_indices))

@@ -33,7 +33,7 @@ from ..errors import ValidationError
 from .batching import chunk_size, iter_chunks, row_bytes
 from .config import memory_budget
 from .hooks import HookSet
-from .inputs import select_rows
+from .inputs import all_finite, select_rows
 from .model import ModelAdapter
 from .targets import Target
 
@@ -104,7 +104,7 @@ class EvaluationEngine:
                 f"{self.owner}: the target must give one score per row, got shape {tuple(scores.shape)} for "
                 f"{output.shape[0]} rows"
             )
-        if not bool(torch.isfinite(scores.sum())) and not bool(torch.isfinite(scores).all()):
+        if not all_finite(scores):
             bad = int((~torch.isfinite(scores)).sum())
             raise ValidationError(
                 f"{self.owner}: the model returned NaN or infinite scores for {bad} of {scores.shape[0]} {what}; "

@@ -6,6 +6,7 @@ in the caller's form: torch in, torch out on the same device; numpy in, numpy ou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,10 +96,13 @@ def all_finite(tensor: torch.Tensor) -> bool:
 
     Fast path: a finite sum proves every value finite (NaN and inf propagate into the sum); only a
     non-finite sum (a bad value, or an overflow of large finite values) pays for the elementwise check.
+    The sum is read back as a Python number: a 0-d ``torch.isfinite`` costs more than the sum itself.
     """
-    if not (tensor.is_floating_point() or tensor.is_complex()):
+    if tensor.is_complex():
+        return bool(torch.isfinite(tensor).all())
+    if not tensor.is_floating_point():
         return True
-    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
+    return math.isfinite(float(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
 def check_finite(tensor: torch.Tensor, *, name: str, owner: str) -> None:

@@ -24,8 +24,12 @@ class LayerRule(torch.autograd.Function):
                 ) -> torch.Tensor:
         z = compute(a)
         ctx.save_for_backward(a)
-        ctx.z = z.detach()  # shares the version counter: an in-place change of the output is detected
-        ctx.version = ctx.z._version
+        if rule.uses_output:
+            ctx.z = z.detach()  # shares the version counter: an in-place change of the output is detected
+            ctx.version = ctx.z._version
+        else:  # the rule reads only the output's shape: the output itself is not kept alive
+            ctx.z = torch.empty(z.shape, dtype=z.dtype, device="meta")
+            ctx.version = None
         ctx.op, ctx.rule = op, rule
         return z
 
@@ -34,7 +38,7 @@ class LayerRule(torch.autograd.Function):
         (a,) = ctx.saved_tensors
         op = ctx.op
         z = ctx.z  # changed in place since (relu_)? recomputed for the rules that read it
-        if z._version != ctx.version and ctx.rule.uses_output:
+        if ctx.version is not None and z._version != ctx.version:
             z = op.forward(a, op.weight, op.bias)
         return ctx.rule.relevance(op, a, z, r), None, None, None
 

@@ -152,6 +152,8 @@ class Rule:
 
     ``uses_output``: whether :meth:`relevance` reads the layer's actual output ``z`` (its values, not only
     its shape); when the model changed that output in place (``relu_``), it is recomputed only for such rules.
+    A rule with ``uses_output = False`` receives a shape-only ``z`` (a tensor on the ``meta`` device): the
+    layer's output is not kept alive for it.
     """
 
     uses_output: bool = True

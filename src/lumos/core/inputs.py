@@ -61,9 +61,13 @@ class InputBatch:
         dtypes = self.dtypes or (None,) * len(self.devices)
         for tensor, device, dtype in zip(tensors, self.devices, dtypes, strict=False):
             tensor = tensor.detach()
-            if dtype is not None and dtype.is_floating_point and tensor.is_floating_point():
+            if (dtype is not None and dtype != tensor.dtype and dtype.is_floating_point
+                    and tensor.is_floating_point()):
                 tensor = tensor.to(dtype)
-            out.append(tensor.cpu().numpy() if self.is_numpy else tensor.to(device))
+            if self.is_numpy:
+                out.append(tensor.cpu().numpy())
+            else:
+                out.append(tensor if tensor.device == device else tensor.to(device))
         return tuple(out) if self.is_tuple else out[0]
 
 

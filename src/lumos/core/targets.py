@@ -86,6 +86,14 @@ def _as_index_tensor(index: Any, *, owner: str, name: str = "target") -> torch.T
     return tensor.long()
 
 
+def _shared_index(index: torch.Tensor) -> int | None:
+    """The one value of a CPU index tensor when all its entries are equal, else ``None``."""
+    if index.numel() == 0:
+        return None
+    first = int(index[0])
+    return first if bool((index == first).all()) else None
+
+
 class Class(Target):
     """The score of class ``index`` (an int, or one int per sample) in a (batch, classes) output."""
 
@@ -94,6 +102,8 @@ class Class(Target):
     def __init__(self, index: Any) -> None:
         self.index = _as_index_tensor(index, owner=type(self).__name__, name="index")
         self._device_index: torch.Tensor | None = None
+        #: the index shared by every sample (``None`` when they differ), read once here for describe()
+        self._shared = _shared_index(self.index)
 
     def resolve(self, output: torch.Tensor, *, owner: str, n_samples: int | None = None) -> Class:
         n = output.shape[0] if n_samples is None else n_samples
@@ -118,6 +128,7 @@ class Class(Target):
             resolved = type(self).__new__(type(self))
             resolved.index = self.index.expand(n).clone()
             resolved._device_index = None
+            resolved._shared = self._shared
             return resolved
         return self
 
@@ -139,9 +150,7 @@ class Class(Target):
         return self.index.numpy().copy()
 
     def describe(self) -> str:
-        index = self.index.numpy()  # (a CPU tensor: indices() reads it the same way)
-        first = int(index[0]) if index.size else 0
-        return f"{self.kind} {first}" if index.size and bool((index == first).all()) else f"{self.kind} per sample"
+        return f"{self.kind} per sample" if self._shared is None else f"{self.kind} {self._shared}"
 
 
 class Output(Class):

@@ -32,6 +32,7 @@ in-place spellings are all covered):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -194,33 +195,14 @@ class RelevanceMode(TorchFunctionMode):
         self.epsilon = epsilon
         self.merge = merge_batch_norm
         self.produced: dict[int, _Produced] = {}
-        table: dict[Any, Callable[..., Any]] = {F.linear: self._linear, F.batch_norm: self._batch_norm,
-                                                torch.matmul: self._matmul, torch.Tensor.__matmul__: self._matmul}
-        for n, fn in ((1, torch.conv1d), (2, torch.conv2d), (3, torch.conv3d)):
-            table[fn] = self._conv(n)
-        for fn in (torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__):
-            table[fn] = self._sum(1.0, swap=False, inplace=False)
-        for fn in (torch.Tensor.__iadd__, torch.Tensor.add_):
-            table[fn] = self._sum(1.0, swap=False, inplace=True)
-        for fn in (torch.sub, torch.subtract, torch.Tensor.sub, torch.Tensor.__sub__):
-            table[fn] = self._sum(-1.0, swap=False, inplace=False)
-        for fn in (torch.Tensor.__isub__, torch.Tensor.sub_):
-            table[fn] = self._sum(-1.0, swap=False, inplace=True)
-        table[torch.Tensor.__rsub__] = self._sum(-1.0, swap=True, inplace=False)
-        for fn in (F.relu, torch.relu, torch.Tensor.relu):
-            table[fn] = self._relu(inplace=False)
-        for fn in (F.relu_, torch.relu_, torch.Tensor.relu_):
-            table[fn] = self._relu(inplace=True)
-        for fn in (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
-                   F.adaptive_avg_pool3d, torch.mean, torch.Tensor.mean, torch.sum, torch.Tensor.sum, F.interpolate):
-            table[fn] = self._share_linear
-        self.table = table
+        self.routes = _routes()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch protocol
         kwargs = kwargs or {}
-        handler = self.table.get(func)
-        if handler is not None and torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
-            return handler(func, args, kwargs)
+        route = self.routes.get(func)
+        if route is not None and torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            handler, options = route
+            return handler(self, func, args, kwargs, *options)
         return func(*args, **kwargs)
 
     # ------------------------------------------------------------------ linear layers
@@ -243,17 +225,13 @@ class RelevanceMode(TorchFunctionMode):
             return func(*args, **kwargs)
         return self._layer(a, LayerOp("linear", w.t()), w, lambda t: func(t, w))
 
-    def _conv(self, n_dims: int) -> Callable[..., Any]:
+    def _conv(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], n_dims: int) -> Any:
         names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-
-        def handler(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            a, weight, bias, stride, padding, dilation, groups = _bind(args, kwargs, names, (None, None, None, 1, 0, 1, 1))
-            if not _live(a) or _live(weight) or _live(bias):
-                return func(*args, **kwargs)
-            op = LayerOp("conv", weight, bias, stride, padding, dilation, groups, n_dims)
-            return self._layer(a, op, weight, lambda t: func(t, weight, bias, stride, padding, dilation, groups))
-
-        return handler
+        a, weight, bias, stride, padding, dilation, groups = _bind(args, kwargs, names, (None, None, None, 1, 0, 1, 1))
+        if not _live(a) or _live(weight) or _live(bias):
+            return func(*args, **kwargs)
+        op = LayerOp("conv", weight, bias, stride, padding, dilation, groups, n_dims)
+        return self._layer(a, op, weight, lambda t: func(t, weight, bias, stride, padding, dilation, groups))
 
     def _batch_norm(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
@@ -284,34 +262,29 @@ class RelevanceMode(TorchFunctionMode):
         return self._layer(x, LayerOp("affine", scale, shift), key, compute)
 
     # ------------------------------------------------------------------ activations
-    def _relu(self, *, inplace: bool) -> Callable[..., Any]:
-        def handler(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            a = args[0] if args else kwargs.get("input")
-            in_place = inplace or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
-            # in place on a leaf or a view: left to autograd's ReluBackward0 (pass-through by the graph walk)
-            if not _live(a) or (in_place and (a.is_leaf or a._base is not None)):
-                return func(*args, **kwargs)
-            return _ReluPass.apply(a, in_place)
-
-        return handler
+    def _relu(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], inplace: bool) -> Any:
+        a = args[0] if args else kwargs.get("input")
+        in_place = inplace or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
+        # in place on a leaf or a view: left to autograd's ReluBackward0 (pass-through by the graph walk)
+        if not _live(a) or (in_place and (a.is_leaf or a._base is not None)):
+            return func(*args, **kwargs)
+        return _ReluPass.apply(a, in_place)
 
     # ------------------------------------------------------------------ sums and linear maps
-    def _sum(self, sign: float, *, swap: bool, inplace: bool) -> Callable[..., Any]:
-        def handler(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            a, b = _bind(args, kwargs, ("input", "other"), (None, None))[:2]
-            if not (_live(a) and _live(b)):
-                return func(*args, **kwargs)
-            alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
-            first, second = (b, a) if swap else (a, b)
-            factor = sign * alpha
-            term = second if factor == 1 else second * factor
-            out = _ShareSum.apply(first, term, self.epsilon)
-            if inplace:
-                a.copy_(out)
-                return a
-            return out
-
-        return handler
+    def _sum(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], sign: float, swap: bool,
+             inplace: bool) -> Any:
+        a, b = _bind(args, kwargs, ("input", "other"), (None, None))[:2]
+        if not (_live(a) and _live(b)):
+            return func(*args, **kwargs)
+        alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
+        first, second = (b, a) if swap else (a, b)
+        factor = sign * alpha
+        term = second if factor == 1 else second * factor
+        out = _ShareSum.apply(first, term, self.epsilon)
+        if inplace:
+            a.copy_(out)
+            return a
+        return out
 
     def _share_linear(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         a = args[0] if args else kwargs.get("input")
@@ -324,3 +297,31 @@ class RelevanceMode(TorchFunctionMode):
         rest = args[1:]
         extra = {k: v for k, v in kwargs.items() if k != "input"}
         return _ShareLinear.apply(a, lambda t: func(t, *rest, **extra), self.epsilon)
+
+
+@functools.lru_cache(maxsize=1)
+def _routes() -> dict[Any, tuple[Callable[..., Any], tuple[Any, ...]]]:
+    """torch function -> (RelevanceMode handler, its extra arguments); built once."""
+    mode = RelevanceMode
+    table: dict[Any, tuple[Callable[..., Any], tuple[Any, ...]]] = {
+        F.linear: (mode._linear, ()), F.batch_norm: (mode._batch_norm, ()),
+        torch.matmul: (mode._matmul, ()), torch.Tensor.__matmul__: (mode._matmul, ()),
+    }
+    for n, fn in ((1, torch.conv1d), (2, torch.conv2d), (3, torch.conv3d)):
+        table[fn] = (mode._conv, (n,))
+    sums = (((torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__), (1.0, False, False)),
+            ((torch.Tensor.__iadd__, torch.Tensor.add_), (1.0, False, True)),
+            ((torch.sub, torch.subtract, torch.Tensor.sub, torch.Tensor.__sub__), (-1.0, False, False)),
+            ((torch.Tensor.__isub__, torch.Tensor.sub_), (-1.0, False, True)),
+            ((torch.Tensor.__rsub__,), (-1.0, True, False)))
+    for fns, options in sums:
+        for fn in fns:
+            table[fn] = (mode._sum, options)
+    for fn in (F.relu, torch.relu, torch.Tensor.relu):
+        table[fn] = (mode._relu, (False,))
+    for fn in (F.relu_, torch.relu_, torch.Tensor.relu_):
+        table[fn] = (mode._relu, (True,))
+    for fn in (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
+               F.adaptive_avg_pool3d, torch.mean, torch.Tensor.mean, torch.sum, torch.Tensor.sum, F.interpolate):
+        table[fn] = (mode._share_linear, ())
+    return table

@@ -193,10 +193,10 @@ class LIME(PerturbationExplainer):
         n, d, m = batch.n, int(x.shape[1]), self.n_samples - 1
         xc = x.to(torch.float64).cpu()
         if self.discretize:
-            rows, z, valid = _discretized(xc, background, m, generator, self.sampling)
+            rows, keep, valid = _discretized(xc, background, m, generator, self.sampling)
             instance = torch.ones(d, dtype=torch.float64)
-            distance = (1 - z).sum(2).sqrt()
-            full = torch.cat([torch.ones(n, 1, d, dtype=torch.float64), z], 1)
+            distance = (d - keep.sum(2, dtype=torch.float64)).sqrt()
+            full = torch.cat([torch.ones(n, 1, d, dtype=torch.bool), keep], 1)  # the surrogate reads it as 0/1
         else:
             std = background.std(0, unbiased=False)
             eps = torch.randn(n, m, d, generator=generator, dtype=torch.float64) * (std > 0)
@@ -279,7 +279,12 @@ def _coalitions(valid: torch.Tensor, m: int, generator: torch.Generator, samplin
 
 def _discretized(x: torch.Tensor, background: torch.Tensor, m: int, generator: torch.Generator,
                  sampling: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows ``(n, m, d)``, representation ``z`` (n, m, d) float64 and valid ``(n, d)`` of quartile-bin LIME."""
+    """Rows ``(n, m, d)``, kept features ``keep`` (n, m, d) bool and valid ``(n, d)`` of quartile-bin LIME.
+
+    A kept feature takes a background value drawn uniformly from the sample's quartile bin, a hidden one a
+    value drawn uniformly from outside it (lime's discretised sampling). One uniform ``u`` per entry: with
+    Bernoulli sampling it decides the coalition (``u < 1/2``: kept) and, rescaled to ``[0, 1)``, the row.
+    """
     b = background.shape[0]
     n, d = x.shape
     ordered = background.sort(0).values
@@ -289,17 +294,27 @@ def _discretized(x: torch.Tensor, background: torch.Tensor, m: int, generator: t
     lo = (bins_bg[None] < bins_x[:, None]).sum(1)  # (n, d): first sorted index in the sample's bin
     count = (bins_bg[None] == bins_x[:, None]).sum(1)
     valid = count < b
-    keep = _coalitions(valid, m, generator, sampling)  # invalid (whole background in the bin) stay 1
-    u = torch.rand(n, m, d, generator=generator, dtype=torch.float64)
-    # sorted-background index of each draw: inside the sample's bin (kept) or outside it; integer arithmetic
-    # with the bool masks as 0/1 factors (torch.where is 3-4x slower on a CPU), equal to the branchy form
-    inside = (u * count[:, None]).floor_().long().clamp_max_((count[:, None] - 1).clamp_min(0)).add_(lo[:, None])
-    t = (u * (b - count)[:, None]).floor_().long()
-    outside = t.add_(count[:, None] * (t >= lo[:, None])).clamp_max_(b - 1)
-    keep_long = keep.long()
-    index = outside.add_((inside - outside).mul_(keep_long))
-    index += torch.arange(d).mul_(b)  # into the feature-major flattened sorted background
-    drawn = ordered.T.contiguous().reshape(-1).take(index)  # (n, m, d)
+    # index arithmetic in floating point (integers exact below 2^24 in float32), one conversion at the end.
+    # Sorted-background index of a draw: t uniform on [0, span) from ``start``, cyclically: a kept feature
+    # draws from the bin [lo, lo + count), a hidden one from the rows after the bin and then before it
+    # (start lo + count, span b - count, modulo b): exactly the rows outside the bin.
+    real = torch.float32 if b * d < 2**23 else torch.float64
+    valid_r = valid.to(real)[:, None, :]
+    if sampling == "bernoulli":
+        u = torch.rand(n, m, d, generator=generator, dtype=real).mul_(2)
+        hidden = u.floor()  # 1 where the uniform was >= 1/2
+        u.sub_(hidden)  # uniform on [0, 1) again, independent of hidden
+        hidden.mul_(valid_r)  # invalid columns stay kept
+    else:
+        hidden = (~_coalitions(valid, m, generator, sampling)).to(real)
+        u = torch.rand(n, m, d, generator=generator, dtype=real)
+    count_r, lo_r = count.to(real)[:, None, :], lo.to(real)[:, None, :]
+    span = torch.addcmul(count_r, hidden, (b - 2 * count).to(real)[:, None, :])  # count or b - count
+    t = torch.minimum(u.mul_(span).floor_(), span.sub_(1), out=u).clamp_min_(0)  # (u * span < span up to rounding)
+    index = t.add_(torch.addcmul(lo_r, hidden, count_r)).fmod_(b)  # start + t, modulo b
+    index.add_(torch.arange(d, dtype=real).mul_(b))  # into the feature-major sorted background
+    keep = hidden == 0
+    drawn = ordered.T.contiguous().reshape(-1).take(index.long())  # (n, m, d)
     empty = (count == 0)[:, None, :] & keep
     rows = drawn if not bool(empty.any()) else torch.where(empty, x[:, None, :].expand(n, m, d), drawn)
-    return rows, keep.to(torch.float64), valid
+    return rows, keep, valid

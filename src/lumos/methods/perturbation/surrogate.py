@@ -81,14 +81,19 @@ def fit_surrogate(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, valid: torc
     y, w = y.to(torch.float64), w.to(torch.float64)
     n, d = valid.shape
     zn = z.expand(n, *z.shape) if z.ndim == 2 else z
+    # weighted sums in one pass over the rows (the (n, m, d) rows are the big tensors: read them twice, no
+    # centred copies), then centred: G = S_zz - S_z S_z^T / S_w; the scores (n, m) are centred directly
     total = w.sum(1)
-    z_bar = (w[:, :, None] * zn).sum(1) / total[:, None]
     y_bar = (w * y).sum(1) / total
-    zc = zn - z_bar[:, None, :]
     yc = y - y_bar[:, None]
-    weighted = w[:, :, None] * zc
-    gram = weighted.transpose(1, 2) @ zc
-    c = (weighted * yc[:, :, None]).sum(1)
+    weighted = zn * w[:, :, None]
+    s_z = weighted.sum(1)
+    s_zz = weighted.transpose(1, 2) @ zn
+    s_zy = (weighted.transpose(1, 2) @ yc[:, :, None]).squeeze(-1)
+    del weighted
+    z_bar = s_z / total[:, None]
+    gram = s_zz - s_z[:, :, None] * z_bar[:, None, :]
+    c = s_zy - z_bar * (w * yc).sum(1, keepdim=True)
     syy = (w * yc * yc).sum(1)
     gram = torch.where(valid[:, :, None] & valid[:, None, :], gram, torch.zeros((), dtype=gram.dtype))
     c = torch.where(valid, c, torch.zeros((), dtype=c.dtype))
@@ -106,13 +111,15 @@ def fit_surrogate(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, valid: torc
         ranks = torch.empty_like(order).scatter_(1, order, torch.arange(d).expand(n, d).contiguous())
         selected = valid & (ranks < n_features)
     else:
-        selected = _lasso(zc, yc, w, valid, n_features)
+        selected = _lasso(zn - z_bar[:, None, :], yc, w, valid, n_features)
 
     beta = ridge(gram, c, selected, alpha)
     intercept = y_bar - (z_bar * beta).sum(1)
-    residual = y - intercept[:, None] - (zn @ beta[:, :, None]).squeeze(-1)
-    rss = (w * residual * residual).sum(1)
-    score = torch.where(syy > 0, 1 - rss / syy.clamp_min(1e-300), (rss <= 1e-24).to(torch.float64))
+    # weighted residual sum of squares from the same sums: sum w (yc - zc beta)^2 = syy - 2 beta.c + beta G beta
+    rss = (syy - 2 * (beta * c).sum(1) + torch.einsum("nd,nde,ne->n", beta, gram, beta)).clamp_min(0)
+    # a constant model (y equal up to rounding: syy at the level of float64 rounding of y_bar) is fitted perfectly
+    flat = syy <= 1e-24 * total * y_bar.square()
+    score = torch.where(flat, torch.ones_like(syy), 1 - rss / syy.clamp_min(1e-300))
     inst = instance.to(torch.float64)
     local = intercept + (inst.expand(n, d) * beta).sum(1)
     return Surrogate(beta, intercept, score, local, selected)

@@ -144,7 +144,7 @@ class LIME(PerturbationExplainer):
         scores = engine.clean_scores()
         y = torch.cat([scores.to(torch.float64).cpu()[:, None], values.cpu()], 1)
         width = self.kernel_width or (0.75 * math.sqrt(valid.shape[1]) if mode == "tabular" else 0.25)
-        weights = torch.exp(-distance**2 / (2 * width**2))
+        weights = distance.to(torch.float64).square().mul_(-1 / (2 * width**2)).exp_()
         model = fit_surrogate(z, y, weights, valid, alpha=self.alpha, feature_selection=self.feature_selection,
                               n_features=self.n_features, instance=instance)
         extras.update({"intercept": model.intercept, "score": model.score, "local_prediction": model.local_prediction,

@@ -77,20 +77,23 @@ def fit_surrogate(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, valid: torc
             each sample (invalid columns get coefficient 0).
         instance: the representation of the explained instance, ``(d,)`` or ``(n, d)``.
     """
-    z = z.to(torch.float64)
     y, w = y.to(torch.float64), w.to(torch.float64)
     n, d = valid.shape
-    zn = z.expand(n, *z.shape) if z.ndim == 2 else z
-    # weighted sums in one pass over the rows (the (n, m, d) rows are the big tensors: read them twice, no
-    # centred copies), then centred: G = S_zz - S_z S_z^T / S_w; the scores (n, m) are centred directly
+    m = y.shape[1]
+    # weighted sums from one (n, m, d) buffer, the rows scaled by sqrt(w) (one pass, one allocation; z may be
+    # bool): S_zz = Zs^T Zs, [S_z, S_zy] = Zs^T [sqrt(w), sqrt(w) yc]; centred: G = S_zz - S_z S_z^T / S_w.
+    # The scores (n, m) are centred directly.
     total = w.sum(1)
     y_bar = (w * y).sum(1) / total
     yc = y - y_bar[:, None]
-    weighted = zn * w[:, :, None]
-    s_z = weighted.sum(1)
-    s_zz = weighted.transpose(1, 2) @ zn
-    s_zy = (weighted.transpose(1, 2) @ yc[:, :, None]).squeeze(-1)
-    del weighted
+    root = w.sqrt()
+    scaled = torch.mul(z.expand(n, m, d) if z.ndim == 2 else z, root[:, :, None])
+    if scaled.dtype != torch.float64:
+        scaled = scaled.to(torch.float64)
+    s_zz = scaled.transpose(1, 2) @ scaled
+    sums = scaled.transpose(1, 2) @ torch.stack([root, root * yc], 2)  # (n, d, 2)
+    del scaled
+    s_z, s_zy = sums[..., 0], sums[..., 1]
     z_bar = s_z / total[:, None]
     gram = s_zz - s_z[:, :, None] * z_bar[:, None, :]
     c = s_zy - z_bar * (w * yc).sum(1, keepdim=True)
@@ -111,6 +114,7 @@ def fit_surrogate(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, valid: torc
         ranks = torch.empty_like(order).scatter_(1, order, torch.arange(d).expand(n, d).contiguous())
         selected = valid & (ranks < n_features)
     else:
+        zn = (z.expand(n, m, d) if z.ndim == 2 else z).to(torch.float64)
         selected = _lasso(zn - z_bar[:, None, :], yc, w, valid, n_features)
 
     beta = ridge(gram, c, selected, alpha)

@@ -193,7 +193,7 @@ class LIME(PerturbationExplainer):
         n, d, m = batch.n, int(x.shape[1]), self.n_samples - 1
         xc = x.to(torch.float64).cpu()
         if self.discretize:
-            rows, keep, valid = _discretized(xc, background, m, generator, self.sampling)
+            rows, keep, valid = _discretized(xc, background, m, generator, self.sampling, dtype=x.dtype)
             instance = torch.ones(d, dtype=torch.float64)
             distance = (d - keep.sum(2, dtype=torch.float64)).sqrt()
             full = torch.cat([torch.ones(n, 1, d, dtype=torch.bool), keep], 1)  # the surrogate reads it as 0/1
@@ -278,8 +278,10 @@ def _coalitions(valid: torch.Tensor, m: int, generator: torch.Generator, samplin
 
 
 def _discretized(x: torch.Tensor, background: torch.Tensor, m: int, generator: torch.Generator,
-                 sampling: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows ``(n, m, d)``, kept features ``keep`` (n, m, d) bool and valid ``(n, d)`` of quartile-bin LIME.
+                 sampling: str, dtype: torch.dtype = torch.float64
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows ``(n, m, d)`` (in ``dtype``), kept features ``keep`` (n, m, d) bool and valid ``(n, d)`` of
+    quartile-bin LIME.
 
     A kept feature takes a background value drawn uniformly from the sample's quartile bin, a hidden one a
     value drawn uniformly from outside it (lime's discretised sampling). One uniform ``u`` per entry: with
@@ -314,7 +316,11 @@ def _discretized(x: torch.Tensor, background: torch.Tensor, m: int, generator: t
     index = t.add_(torch.addcmul(lo_r, hidden, count_r)).fmod_(b)  # start + t, modulo b
     index.add_(torch.arange(d, dtype=real).mul_(b))  # into the feature-major sorted background
     keep = hidden == 0
-    drawn = ordered.T.contiguous().reshape(-1).take(index.long())  # (n, m, d)
+    table = ordered.T.contiguous().reshape(-1).to(dtype)  # the values, drawn straight into the model's dtype
+    drawn = table.index_select(0, index.view(-1).to(torch.int32 if table.numel() < 2**31 else torch.int64))
+    drawn = drawn.view(n, m, d)
     empty = (count == 0)[:, None, :] & keep
-    rows = drawn if not bool(empty.any()) else torch.where(empty, x[:, None, :].expand(n, m, d), drawn)
+    if bool(empty.any()):
+        drawn = torch.where(empty, x.to(dtype)[:, None, :].expand(n, m, d), drawn)
+    rows = drawn
     return rows, keep, valid

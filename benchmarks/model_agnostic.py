@@ -56,6 +56,10 @@ N_EXPLAIN = 10  # samples explained per call
 #: this process, all threads: robust on a machine shared with other work; use it with ``--threads 1``)
 clock = time.perf_counter
 N_BACKGROUND = 10  # kmeans clusters
+#: time each call of the floor table after a full garbage collection (all calls start alike, caches cold: the
+#: interpreter walks every object); ``--warm`` times them back to back instead (both the method and the bare
+#: model call get faster, the model call more: its floors of 1-2 ms drop to 0.4-0.5 ms)
+COLD = True
 
 
 def data_and_model() -> dict[str, Any]:
@@ -206,13 +210,16 @@ def run_floor(d: dict[str, Any], workload: dict[str, Any], repeats: int,
             floor_call(chunk)
         ours: list[float] = []
         floors: dict[int | None, list[float]] = {chunk: [] for chunk in FLOOR_CHUNKS}
-        for _ in range(repeats):  # each measurement after a garbage collection, so all start alike
-            gc.collect()
+        gc.collect()
+        for _ in range(repeats):  # each after a full collection, or back to back with --warm
+            if COLD:
+                gc.collect()
             start = clock()
             call()
             ours.append(clock() - start)
             for chunk in FLOOR_CHUNKS:
-                gc.collect()
+                if COLD:
+                    gc.collect()
                 start = clock()
                 floor_call(chunk)
                 floors[chunk].append(clock() - start)
@@ -400,7 +407,8 @@ def markdown(env: dict[str, str], floors: dict[str, list[dict[str, Any]]], descr
               f"scikit-learn breast cancer (30 features), {N_EXPLAIN} samples, kmeans-{N_BACKGROUND} background "
               f"(weighted). floor = the model alone on `rows` distinct rows built beforehand: the fastest of one call "
               f"on all rows and calls on {' or '.join(str(c) for c in FLOOR_CHUNKS if c)}-row chunks. Medians of "
-              f"interleaved rounds (clock: see above)."]
+              f"interleaved rounds (clock: see above), "
+              f"{'each call after a full garbage collection' if COLD else 'calls back to back (--warm)'}."]
     for name, rows in floors.items():
         lines += ["", f"### {name}: {descriptions[name]}", "",
                   "| method | settings | time | rows | floor | floor from | one call | time/floor | target |",
@@ -463,10 +471,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall time, or this process' CPU time (for a shared machine, with --threads 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch (and BLAS) threads; default: torch's")
+    parser.add_argument("--warm", action="store_true",
+                        help="floor table: calls back to back instead of each after a full garbage collection")
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)
-    global clock
+    global clock, COLD
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    COLD = not args.warm
     if args.threads:
         import torch
 

@@ -32,7 +32,6 @@ from .perturb import (
     Scorer,
     check_choice,
     check_int,
-    features,
     flat_attributions,
     masked,
     pool,
@@ -52,7 +51,7 @@ def _ranked_scores(scorer: Scorer, attributions: Any, counts: np.ndarray, *, kee
                    desc: str) -> tuple[np.ndarray, int]:
     """Scores (n, len(counts)): at step k the first ``counts[k]`` features in each sample's order are removed
     (``keep_top=False``) or are the only ones kept (``keep_top=True``); returns them and the feature count."""
-    groups, n_features = features(scorer.shape, feature_groups=feature_groups, patch_size=patch_size,
+    groups, n_features = scorer.feature_map(feature_groups=feature_groups, patch_size=patch_size,
                                   owner=scorer.owner)
     pooled = pool(flat_attributions(attributions, scorer), groups, n_features)
     rank = ranks(pooled, descending=descending).to(scorer.device)
@@ -119,7 +118,7 @@ def _deletion_insertion(name: str, model: Any, inputs: Any, attributions: Any, *
     inputs, attributions, target = unpack(inputs, attributions, target)
     with scoring(model, inputs, target, owner=name, score=score, batch_size=batch_size, progress=progress,
                  forward_kwargs=forward_kwargs, token_ids=True) as scorer:
-        groups, n_features = features(scorer.shape, feature_groups=feature_groups, patch_size=patch_size,
+        groups, n_features = scorer.feature_map(feature_groups=feature_groups, patch_size=patch_size,
                                       owner=name)
         counts = step_counts(n_features, n_steps)
         insert = name == "insertion"
@@ -163,7 +162,7 @@ def region_perturbation(model: Any, inputs: Any, attributions: Any, *, order: st
     inputs, attributions, target = unpack(inputs, attributions, target)
     with scoring(model, inputs, target, owner=owner, score=score, batch_size=batch_size, progress=progress,
                  forward_kwargs=forward_kwargs, token_ids=True) as scorer:
-        _, n_regions = features(scorer.shape, feature_groups=feature_groups, patch_size=patch_size, owner=owner)
+        _, n_regions = scorer.feature_map(feature_groups=feature_groups, patch_size=patch_size, owner=owner)
         steps = n_regions if n_steps is None else check_int(n_steps, name="n_steps", owner=owner)
         counts = step_counts(n_regions, steps)
         scores, _ = _ranked_scores(scorer, attributions, counts[1:], keep_top=False, descending=order == "morf",
@@ -224,7 +223,7 @@ def _eraser(name: str, model: Any, inputs: Any, attributions: Any, *, target: An
     inputs, attributions, target = unpack(inputs, attributions, target)
     with scoring(model, inputs, target, owner=name, score=score, batch_size=batch_size, progress=progress,
                  forward_kwargs=forward_kwargs, token_ids=True) as scorer:
-        _, n_features = features(scorer.shape, feature_groups=feature_groups, owner=name)
+        _, n_features = scorer.feature_map(feature_groups=feature_groups, owner=name)
         counts = np.array([min(n_features, math.ceil(p * n_features - 1e-9)) for p in bins])
         scores, _ = _ranked_scores(scorer, attributions, counts, keep_top=name == "sufficiency", descending=True,
                                    baseline=baseline, feature_groups=feature_groups, patch_size=None, seed=seed,

@@ -20,7 +20,6 @@ from .perturb import (
     check_choice,
     check_int,
     check_positive,
-    features,
     flat_attributions,
     masked,
     pool,
@@ -55,7 +54,7 @@ def faithfulness_correlation(model: Any, inputs: Any, attributions: Any, *, targ
     inputs, attributions, target = unpack(inputs, attributions, target)
     with scoring(model, inputs, target, owner=owner, score=score, batch_size=batch_size, progress=progress,
                  forward_kwargs=forward_kwargs, token_ids=True) as scorer:
-        groups, n_features = features(scorer.shape, feature_groups=feature_groups, patch_size=patch_size,
+        groups, n_features = scorer.feature_map(feature_groups=feature_groups, patch_size=patch_size,
                                       owner=owner)
         size = max(1, round(0.1 * n_features)) if subset_size is None else check_int(
             subset_size, name="subset_size", owner=owner)

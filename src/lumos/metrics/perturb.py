@@ -19,6 +19,11 @@ token ids, each token a feature, with a token id as ``baseline`` (e.g. ``[MASK]`
 the inputs' shape (keep ``[CLS]``/``[SEP]``/padding at their own ids there: they are then never changed).
 Metrics that add noise or interpolate need floating-point inputs (embed the tokens first).
 
+Multi-input models (``inputs`` a tuple): the scorer works on every input flattened and concatenated in
+order, splits perturbed rows back into the model's inputs, takes each input's own features
+(:meth:`Scorer.feature_map`) and references (a tuple of baselines, one per input), so the values equal those
+of the single-input model on the concatenation.
+
 Every metric returns a :class:`MetricResult`: one value per sample, plus the curve of each sample where the
 metric has one.
 """
@@ -146,19 +151,67 @@ class Scorer:
     """The model's target score on perturbed copies of the inputs, for one metric call (see :func:`scoring`).
 
     Attributes:
-        x: the inputs on the model's device, (n, *shape); ``flat``: the same as (n, n_elements).
+        x: the inputs on the model's device, (n, *shape); ``flat``: the same as (n, n_elements). For a
+            multi-input model, ``x`` is every input flattened and concatenated in order, (n, n_elements), and
+            ``inputs`` holds the model's own tensors; perturbed rows are split back into them.
         fx: target scores of the clean inputs, float64 numpy (n,).
         engine: the evaluation engine (its ``n_evaluations`` counts the rows scored).
     """
 
     def __init__(self, adapter: ModelAdapter, x: torch.Tensor, engine: EvaluationEngine, fx: np.ndarray,
-                 owner: str) -> None:
+                 owner: str, inputs: tuple[torch.Tensor, ...] | None = None) -> None:
         self.adapter = adapter
         self.x = x
         self.flat = x.reshape(x.shape[0], -1)
         self.engine = engine
         self.fx = fx
         self.owner = owner
+        self.inputs = (x,) if inputs is None else tuple(inputs)
+
+    @property
+    def n_inputs(self) -> int:
+        """The number of model inputs (1 for a single-input model)."""
+        return len(self.inputs)
+
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        """One sample's shape of each model input."""
+        return [tuple(t.shape[1:]) for t in self.inputs]
+
+    def split(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Rows (r, n_elements) as the model's inputs: one (r, *shape) tensor per input."""
+        if self.n_inputs == 1:
+            return (flat.reshape(flat.shape[0], *self.shape).to(self.x.dtype),)
+        out, start = [], 0
+        for t in self.inputs:
+            size = math.prod(t.shape[1:])
+            out.append(flat[:, start:start + size].reshape(flat.shape[0], *t.shape[1:]).to(t.dtype))
+            start += size
+        return tuple(out)
+
+    def single(self, i: int) -> Scorer:
+        """A view of input ``i`` alone (for per-input references), sharing the engine and clean scores."""
+        return Scorer(self.adapter, self.inputs[i], self.engine, self.fx, self.owner)
+
+    def feature_map(self, *, feature_groups: Any = None, patch_size: int | None = None,
+                    owner: str | None = None) -> tuple[torch.Tensor, int]:
+        """:func:`features` of one sample; for a multi-input model, each input's features in order (its own
+        default by shape, ``patch_size`` on image inputs, or ``feature_groups[i]``: one array per input)."""
+        owner = owner or self.owner
+        if self.n_inputs == 1:
+            return features(self.shape, feature_groups=feature_groups, patch_size=patch_size, owner=owner)
+        if feature_groups is not None and (not isinstance(feature_groups, (tuple, list))
+                                           or len(feature_groups) != self.n_inputs):
+            raise ValidationError(f"{owner}: feature_groups of a model with {self.n_inputs} inputs must be a tuple "
+                                  f"of {self.n_inputs} integer arrays (one sample's shape of each input), got "
+                                  f"{describe_value(feature_groups)}")
+        groups, total = [], 0
+        for i, shape in enumerate(self.input_shapes):
+            g, k = features(shape, feature_groups=None if feature_groups is None else feature_groups[i],
+                            patch_size=patch_size if len(shape) == 3 else None, owner=owner)
+            groups.append(g + total)
+            total += k
+        return torch.cat(groups), total
 
     @property
     def n(self) -> int:
@@ -187,7 +240,7 @@ class Scorer:
         def make_rows(rows: slice) -> tuple[torch.Tensor, ...]:
             r = torch.arange(rows.start, rows.stop, device=device)
             built = make(torch.div(r, m, rounding_mode="floor"), r % m)
-            return (built.reshape(built.shape[0], *self.shape).to(self.x.dtype),)
+            return self.split(built.reshape(built.shape[0], -1))
 
         def index(rows: slice) -> torch.Tensor:
             return torch.div(torch.arange(rows.start, rows.stop, device=device), m, rounding_mode="floor")
@@ -209,18 +262,22 @@ def scoring(model: Any, inputs: Any, target: Any, *, owner: str, score: str = "l
     """Open a :class:`Scorer`: inputs checked and moved, model in eval mode, target resolved, ``f(x)`` scored.
 
     The model's train/eval mode, ``requires_grad`` flags and grads are restored when the block exits.
-    Single-input models only (one tensor or array, batch first). ``token_ids=True``: the metric only
-    replaces features by the reference, so integer inputs (token ids) are accepted.
+    Inputs: one tensor or array, batch first, or a tuple of them for a multi-input model (floating point, one
+    dtype; the scorer works on their flattened concatenation, see :class:`Scorer`). ``token_ids=True``: the
+    metric only replaces features by the reference, so integer inputs (token ids) are accepted (one input).
     """
     check_choice(score, SCORES, name="score", owner=owner)
     if batch_size is not None:
         check_int(batch_size, name="batch_size", owner=owner)
     adapter = ModelAdapter(model, owner=owner)
     batch = prepare_inputs(inputs, owner=owner, device=adapter.device, float_dtype=adapter.float_dtype)
-    if len(batch.tensors) != 1:
-        raise ValidationError(f"{owner}: model-based metrics support single-input models; got {len(batch.tensors)} "
-                              f"inputs")
-    x = batch.tensors[0]
+    if len(batch.tensors) > 1:
+        if not all(t.is_floating_point() for t in batch.tensors) or len({t.dtype for t in batch.tensors}) > 1:
+            raise ValidationError(f"{owner}: the inputs of a multi-input model must be floating point of one dtype "
+                                  f"(embed token ids first), got {batch.describe()}")
+        x = torch.cat([t.reshape(batch.n, -1) for t in batch.tensors], 1)
+    else:
+        x = batch.tensors[0]
     integer = not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
     if not x.is_floating_point() and not (token_ids and integer):
         hint = ("" if token_ids else "; deletion, insertion, region perturbation, comprehensiveness, sufficiency, "
@@ -234,8 +291,8 @@ def scoring(model: Any, inputs: Any, target: Any, *, owner: str, score: str = "l
     with adapter.eval_mode():
         engine = EvaluationEngine(adapter, kwargs, resolved, n_samples=batch.n, batch_size=batch_size,
                                   progress=progress, owner=owner)
-        fx = engine.resolve((x,), desc=f"{owner}: clean inputs").to(torch.float64).cpu().numpy()
-        yield Scorer(adapter, x, engine, fx, owner)
+        fx = engine.resolve(batch.tensors, desc=f"{owner}: clean inputs").to(torch.float64).cpu().numpy()
+        yield Scorer(adapter, x, engine, fx, owner, inputs=batch.tensors)
 
 
 def unpack(inputs: Any, attributions: Any, target: Any) -> tuple[Any, Any, Any]:
@@ -251,13 +308,16 @@ def unpack(inputs: Any, attributions: Any, target: Any) -> tuple[Any, Any, Any]:
 def flat_attributions(attributions: Any, scorer: Scorer) -> torch.Tensor:
     """The attributions as float64 (n, n_elements) on the CPU, checked against the inputs' shape."""
     parts = attribution_parts(attributions, owner=scorer.owner)
-    if len(parts) != 1 or parts[0].shape != tuple(scorer.x.shape):
+    expected = [tuple(t.shape) for t in scorer.inputs]
+    if [tuple(p.shape) for p in parts] != expected:
         shapes = [p.shape for p in parts]
         raise ValidationError(
-            f"{scorer.owner}: attributions must have the inputs' shape {tuple(scorer.x.shape)}, got "
-            f"{shapes[0] if len(shapes) == 1 else shapes}"
+            f"{scorer.owner}: attributions must have the inputs' shape "
+            f"{expected[0] if len(expected) == 1 else tuple(expected)}, got {shapes[0] if len(shapes) == 1 else shapes}"
         )
-    return torch.from_numpy(np.ascontiguousarray(parts[0].reshape(parts[0].shape[0], -1)))
+    if len(parts) == 1:
+        return torch.from_numpy(np.ascontiguousarray(parts[0].reshape(parts[0].shape[0], -1)))
+    return torch.from_numpy(np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1))
 
 
 # ---------------------------------------------------------------------------------------------- features
@@ -338,6 +398,8 @@ def reference(baseline: Any, scorer: Scorer, *, seed: int | None = None, blur_si
     """
     x, owner = scorer.x, scorer.owner
     n, shape = scorer.n, scorer.shape
+    if scorer.n_inputs > 1:
+        return _multi_reference(baseline, scorer, seed=seed, blur_sigma=blur_sigma)
     if not x.is_floating_point():
         return _token_reference(baseline, scorer)
     if baseline is None or (isinstance(baseline, (int, float, np.number)) and not isinstance(baseline, bool)):
@@ -370,6 +432,27 @@ def reference(baseline: Any, scorer: Scorer, *, seed: int | None = None, blur_si
         f"{owner}: baseline must be a number, one of {list(NAMED_BASELINES)}, an array of one sample's shape "
         f"{shape} or of the inputs' shape {tuple(x.shape)}, got {describe_value(baseline)}"
     )
+
+
+def _multi_reference(baseline: Any, scorer: Scorer, *, seed: int | None, blur_sigma: float) -> torch.Tensor:
+    """The reference of a multi-input model: each input's own (a number or a named baseline applies to every
+    input; a tuple gives one baseline per input), concatenated like ``scorer.x``."""
+    if isinstance(baseline, (tuple, list)):
+        if len(baseline) != scorer.n_inputs:
+            raise ValidationError(f"{scorer.owner}: baseline of a model with {scorer.n_inputs} inputs must be a "
+                                  f"number, one of {list(NAMED_BASELINES)}, or a tuple of {scorer.n_inputs} "
+                                  f"baselines (one per input), got {len(baseline)}")
+        each = list(baseline)
+    elif baseline is None or isinstance(baseline, (str, int, float, np.number)):
+        each = [baseline] * scorer.n_inputs
+    else:
+        raise ValidationError(f"{scorer.owner}: baseline of a model with {scorer.n_inputs} inputs must be a number, "
+                              f"one of {list(NAMED_BASELINES)}, or a tuple with one baseline per input, got "
+                              f"{describe_value(baseline)}")
+    base = 0 if seed is None else seed
+    parts = [reference(b, scorer.single(i), seed=base + i, blur_sigma=blur_sigma) for i, b in enumerate(each)]
+    rows = max(p.shape[0] for p in parts)
+    return torch.cat([p.expand(rows, -1) for p in parts], 1)
 
 
 def _token_reference(baseline: Any, scorer: Scorer) -> torch.Tensor:

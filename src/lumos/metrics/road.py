@@ -208,6 +208,9 @@ def road(model: Any, inputs: Any, attributions: Any, *, order: str = "morf", tar
     with scoring(model, inputs, target, owner=owner, score=score, batch_size=batch_size, progress=progress,
                  forward_kwargs=forward_kwargs) as scorer:
         shape = scorer.shape
+        if scorer.n_inputs > 1:
+            raise ValidationError(f"{owner}: ROAD imputes one image or one row of features per sample; it supports "
+                                  f"single-input models, got {scorer.n_inputs} inputs")
         if len(shape) not in (1, 3):
             raise ValidationError(f"{owner}: ROAD supports images (N, C, H, W) and tabular (N, d) inputs, got "
                                   f"{tuple(scorer.x.shape)}")

@@ -126,3 +126,11 @@ def test_multi_input_metrics_on_an_explanation_and_in_evaluate() -> None:
                                   metrics=["deletion", "insertion", "completeness_residual"], target=1)
     frame = evaluation.to_pandas()
     assert len(frame) > 0 and np.isfinite(evaluation.mean).all()
+
+
+def test_sanity_check_on_a_two_input_model() -> None:
+    """Randomising the weights of the two-input network changes its saliency maps (both inputs' parts)."""
+    _, two, (a, b), _ = _data()
+    report = lumos.sanity_check(two, (a, b), ["saliency"], target=1, seed=0)
+    assert report.methods == ["saliency"]
+    assert report.passed["saliency"]

@@ -80,3 +80,40 @@ def test_the_model_state_is_kept_and_errors_name_the_argument() -> None:
         local_lipschitz_estimate(model, x, "no_such_method")
     with pytest.raises(ValidationError, match="norm"):
         max_sensitivity(model, x, "saliency", norm="l3")
+
+
+def test_robustness_on_a_two_input_model_by_hand() -> None:
+    """Two inputs, each with its own noise drawn in input order; norms over both inputs together."""
+
+    class TwoInputLinear(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            g = torch.Generator().manual_seed(5)
+            self.wa = torch.nn.Parameter(torch.randn(3, 2, generator=g, dtype=torch.float64))
+            self.wb = torch.nn.Parameter(torch.randn(2, 2, 2, generator=g, dtype=torch.float64))
+
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return a @ self.wa + torch.einsum("nij,ijk->nk", b, self.wb)
+
+    model = TwoInputLinear()
+    a, b = rand(6, 4, 3, dtype=torch.float64), rand(7, 4, 2, 2, dtype=torch.float64)
+    radius, m, seed = 0.2, 5, 11
+    generator = torch_generator(seed)
+    noise_a = (torch.rand((4, m, 3), generator=generator, dtype=torch.float64) * 2 - 1) * radius
+    noise_b = (torch.rand((4, m, 2, 2), generator=generator, dtype=torch.float64) * 2 - 1) * radius
+    # input x gradient of a linear model: a(x) = w * x, so a(x') - a(x) = w * u, input by input
+    wa, wb = model.wa[:, 1].detach(), model.wb[..., 1].detach()
+    change = torch.cat([(wa * noise_a), (wb * noise_b).reshape(4, m, -1)], 2)
+    distance = torch.cat([noise_a, noise_b.reshape(4, m, -1)], 2)
+    expected = (torch.linalg.norm(change, dim=-1) / torch.linalg.norm(distance, dim=-1)).max(dim=1).values
+    result = local_lipschitz_estimate(model, (a, b), "input_x_gradient", target=1, radius=radius, n_samples=m,
+                                      seed=seed)
+    np.testing.assert_allclose(result.values, expected.numpy(), rtol=1e-10)
+    clean = torch.cat([wa * a, (wb * b).reshape(4, -1)], 1)
+    expected_avg = (torch.linalg.norm(change, dim=-1) / torch.linalg.norm(clean, dim=-1)[:, None]).mean(dim=1)
+    average = avg_sensitivity(model, (a.numpy(), b.numpy()), InputXGradient(model), target=1, radius=radius,
+                              n_samples=m, seed=seed)
+    np.testing.assert_allclose(average.values, expected_avg.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(max_sensitivity(model, (a, b), "saliency", target=1, seed=0).values, 0.0, atol=1e-15)
+    with pytest.raises(ValidationError, match=r"inputs\[1\] must be a floating"):
+        max_sensitivity(model, (a, b.long()), "saliency", target=1)

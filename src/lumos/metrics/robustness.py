@@ -8,6 +8,9 @@ resolved on the clean row and kept for its copies, so a predicted class does not
 
 ``explainer``: an :class:`~lumos.methods.base.Explainer` instance, or a registered method name with its
 parameters in ``explainer_params``; ``explain_kwargs`` go to ``explain`` (e.g. ``feature_groups``).
+
+Multi-input models (``inputs`` a tuple): every input gets its own noise (drawn in input order) and the
+explanation's parts are flattened and concatenated per sample; norms run over all inputs together.
 """
 
 from __future__ import annotations
@@ -43,35 +46,46 @@ def resolve_explainer(explainer: Any, model: Any, params: Mapping[str, Any] | No
 def perturbed_attributions(model: Any, inputs: Any, explainer: Any, *, target: Any, radius: float,
                            n_samples: int, seed: int | None, baseline: Any, explainer_params: Any,
                            explain_kwargs: Any, owner: str) -> tuple[torch.Tensor, np.ndarray]:
-    """The explained rows (n * (1 + m), *shape), sample by sample, and the flat float64 attributions
-    (n, 1 + m, d'): index 0 the clean sample, 1..m its copies."""
+    """The explained rows, flattened (and concatenated over the inputs of a multi-input model) as float64 on
+    the CPU, (n * (1 + m), n_elements), sample by sample, and the flat float64 attributions (n, 1 + m, d'):
+    index 0 the clean sample, 1..m its copies. Each input gets its own noise, drawn in input order."""
     radius = check_positive(radius, name="radius", owner=owner)
     m = check_int(n_samples, name="n_samples", owner=owner)
     instance = resolve_explainer(explainer, model, explainer_params, owner=owner)
-    if isinstance(inputs, (tuple, list)):
-        raise ValidationError(f"{owner}: robustness metrics support single-input models, got {len(inputs)} inputs")
-    is_numpy = isinstance(inputs, np.ndarray)
-    x = torch.from_numpy(np.asarray(inputs)) if is_numpy else inputs
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
-        raise ValidationError(f"{owner}: inputs must be a floating tensor or array with a batch axis, got "
-                              f"{describe_value(inputs)}")
-    x = x.detach()
-    n = x.shape[0]
+    items = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    if not items:
+        raise ValidationError(f"{owner}: inputs must hold at least one tensor or array, got an empty tuple")
+    is_numpy = all(isinstance(item, np.ndarray) for item in items)
+    xs = []
+    for i, item in enumerate(items):
+        x = torch.from_numpy(np.asarray(item)) if isinstance(item, np.ndarray) else item
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
+            name = f"inputs[{i}]" if len(items) > 1 else "inputs"
+            raise ValidationError(f"{owner}: {name} must be a floating tensor or array with a batch axis, got "
+                                  f"{describe_value(item)}")
+        xs.append(x.detach())
+    n = xs[0].shape[0]
+    if any(x.shape[0] != n for x in xs):
+        raise ValidationError(f"{owner}: all inputs must share the batch size, got {[tuple(x.shape) for x in xs]}")
     generator = torch_generator(0 if seed is None else seed)
-    noise = (torch.rand((n, m, *x.shape[1:]), generator=generator, dtype=torch.float64) * 2 - 1) * radius
-    stacked = torch.cat([x.unsqueeze(1), x.unsqueeze(1) + noise.to(x.device, x.dtype)], dim=1)
-    stacked = stacked.reshape(n * (1 + m), *x.shape[1:])
+    stacked = []
+    for x in xs:
+        noise = (torch.rand((n, m, *x.shape[1:]), generator=generator, dtype=torch.float64) * 2 - 1) * radius
+        rows = torch.cat([x.unsqueeze(1), x.unsqueeze(1) + noise.to(x.device, x.dtype)], dim=1)
+        stacked.append(rows.reshape(n * (1 + m), *x.shape[1:]))
     if target is None:  # the predicted class of the clean sample, kept for its copies (one forward of n rows)
         with scoring(model, inputs, None, owner=owner, progress=False) as scorer:
             indices = scorer.engine.target.indices()
         target = None if indices is None else np.broadcast_to(np.asarray(indices), (n,)).copy()
     if isinstance(target, (np.ndarray, list, tuple)) or (isinstance(target, torch.Tensor) and target.numel() > 1):
         target = np.asarray(target.cpu() if isinstance(target, torch.Tensor) else target)
-    explanation = instance.explain(stacked.numpy() if is_numpy else stacked,
+    given = [s.numpy() if is_numpy else s for s in stacked]
+    explanation = instance.explain(tuple(given) if len(items) > 1 else given[0],
                                    Expanded(as_target(target, owner=owner), 1 + m),
                                    baseline=baseline, **dict(explain_kwargs or {}))
     attributions = per_sample(explanation, owner=owner).reshape(n, 1 + m, -1)
-    return stacked, attributions
+    flat = torch.cat([s.detach().to("cpu", torch.float64).reshape(n * (1 + m), -1) for s in stacked], 1)
+    return flat, attributions
 
 
 def _norm(values: np.ndarray, norm: str) -> np.ndarray:
@@ -153,7 +167,7 @@ def local_lipschitz_estimate(model: Any, inputs: Any, explainer: Any, *, target:
     stacked, a = perturbed_attributions(model, inputs, explainer, target=target, radius=radius,
                                         n_samples=n_samples, seed=seed, baseline=baseline,
                                         explainer_params=explainer_params, explain_kwargs=explain_kwargs, owner=owner)
-    x = stacked.detach().to("cpu", torch.float64).numpy().reshape(a.shape[0], a.shape[1], -1)
+    x = stacked.numpy().reshape(a.shape[0], a.shape[1], -1)
     distance = _norm(x[:, 1:] - x[:, :1], "l2")
     change = _norm(a[:, 1:] - a[:, :1], "l2")
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -80,6 +80,27 @@ def numpy_callable(model: Any) -> Callable[..., Any] | None:
     return None
 
 
+@contextlib.contextmanager
+def parameters_requiring_grad(module: nn.Module | None, requires_grad: bool) -> Iterator[None]:
+    """Every floating parameter of ``module`` has ``requires_grad=requires_grad`` inside the block; the flags
+    that were changed are restored afterwards, even on error.
+
+    ``False``: operations on parameters alone become constants (DeepLIFT reads "depends on the input" from
+    ``requires_grad``) and no weight-gradient graph is built (LRP). ``True``: gradients reach intermediate
+    values of a frozen model fed integer ids (attention maps); they are taken with ``torch.autograd.grad``,
+    so no ``.grad`` is written.
+    """
+    changed = [] if module is None else [p for p in module.parameters()
+                                         if p.requires_grad != requires_grad and p.is_floating_point()]
+    try:
+        for p in changed:
+            p.requires_grad_(requires_grad)
+        yield
+    finally:
+        for p in changed:
+            p.requires_grad_(not requires_grad)
+
+
 class ModelAdapter:
     """Wraps ``model`` for lumos methods.
 

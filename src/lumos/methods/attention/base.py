@@ -21,7 +21,7 @@ attribution is set to zero, and padding queries, left out of ``query="mean"``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +32,7 @@ from torch import nn
 from ...core.batching import iter_chunks
 from ...core.hooks import HookSet
 from ...core.inputs import select_rows
+from ...core.model import parameters_requiring_grad
 from ...core.targets import Class, Target
 from ...errors import ValidationError
 from ..base import Attribution, ExplainContext, Explainer
@@ -75,20 +76,6 @@ def padding_mask(forward_kwargs: Mapping[str, Any], n_rows: int, n_keys: int) ->
             marked = value if value.dtype == torch.bool else value != 0  # (a float mask: -inf = padding)
             return marked if true_is_token else ~marked
     return None
-
-
-@contextlib.contextmanager
-def parameters_require_grad(module: nn.Module | None) -> Iterator[None]:
-    """Let gradients reach the attention maps of a frozen model fed integer ids: ``requires_grad`` is switched
-    on for the block (gradients are taken with ``torch.autograd.grad``; no ``.grad`` is written) and restored."""
-    frozen = [] if module is None else [p for p in module.parameters() if not p.requires_grad and p.is_floating_point()]
-    try:
-        for p in frozen:
-            p.requires_grad_(True)
-        yield
-    finally:
-        for p in frozen:
-            p.requires_grad_(False)
 
 
 class AttentionExplainer(Explainer):
@@ -153,7 +140,7 @@ class AttentionExplainer(Explainer):
         relevance, scores, row_indices = [], [], []
         names: list[str] = []
         n_evaluations = 0
-        grad_context = (lambda: parameters_require_grad(adapter.module)) if self.class_specific else None
+        grad_context = (lambda: parameters_requiring_grad(adapter.module, True)) if self.class_specific else None
         with capture:  # (also around the memory probe: no fast path there either)
             rows_per_call = self._engine(context).rows_per_call(n, backward=self.class_specific)
             for rows in iter_chunks(n, rows_per_call, desc="attention", progress=self.progress):

@@ -7,12 +7,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ...core.model import parameters_requiring_grad
 from ...core.registry import register
 from ...core.seeding import torch_generator
 from ...errors import ValidationError
 from ..base import Attribution, ExplainContext, Explainer
 from ..gradient.baselines import prepare_background
-from .deeplift import check_rule, check_tolerance, frozen_parameters, make_rules, summation_check
+from .deeplift import check_rule, check_tolerance, make_rules, summation_check
 
 
 @register
@@ -98,7 +99,7 @@ class DeepSHAP(Explainer):
                 total.index_add_(0, samples, (value - ref) * grad)
             reference_sum[0].index_add_(0, samples, chunk.reference_scores)
 
-        with frozen_parameters(context.adapter.module):
+        with parameters_requiring_grad(context.adapter.module, False):
             scores = engine.resolve_target()
             engine.paired(n * k, sample_index, make_pairs, consume, baseline_pass=rules.baseline_pass,
                           input_pass=rules.input_pass, desc="deep shap")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ...core.gradients import GradientEngine, PairedChunk, Points, has_per_sample_kwargs
+from ...core.model import parameters_requiring_grad
 from ...core.registry import register
 from ...errors import LumosWarning, ValidationError
 from ..base import Attribution, ExplainContext, Explainer
@@ -20,28 +19,6 @@ from .rescale import DeepLiftRules, SharedBaselineMismatch
 from .reveal_cancel import RevealCancelRules
 
 RULES = ("rescale", "reveal_cancel")
-
-
-@contextlib.contextmanager
-def frozen_parameters(module: nn.Module | None) -> Iterator[None]:
-    """Parameters do not require gradients inside the block (flags restored after, even on error).
-
-    DeepLIFT reads "depends on the input" from ``requires_grad``; with frozen parameters, operations on
-    parameters alone (weight normalisation, a softplus of a scale) are constants, as they should be.
-    """
-    if module is None:
-        yield
-        return
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    try:
-        for p, flag in flags:
-            if flag:
-                p.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in flags:
-            if p.requires_grad != flag:
-                p.requires_grad_(flag)
 
 
 class OneBaseline(tuple):
@@ -214,7 +191,7 @@ class DeepLIFT(Explainer):
         share = (self.rule == "rescale" and not has_per_sample_kwargs(context.forward_kwargs, n)
                  and shared_baseline(baselines))
         chunks: list[PairedChunk] = []
-        with frozen_parameters(context.adapter.module):
+        with parameters_requiring_grad(context.adapter.module, False):
             try:
                 engine = self._run(context, baselines, chunks, share)
             except SharedBaselineMismatch:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ....core.gradients import GradientEngine, Points
+from ....core.model import parameters_requiring_grad
 from ....core.registry import register
 from ....errors import UnsupportedModelError, ValidationError
 from ...base import Attribution, ExplainContext, Explainer
@@ -55,19 +56,6 @@ class _RelevanceEngine(GradientEngine):
         if all(g is None for g in grads):
             raise UnsupportedModelError(f"{self.owner}: the model's output does not depend on the inputs being attributed")
         return tuple(torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, grads, strict=True))
-
-
-@contextlib.contextmanager
-def _frozen(module: nn.Module | None) -> Iterator[None]:
-    """Parameters without ``requires_grad`` inside the block (no weight-gradient graph; restored after)."""
-    params = [p for p in module.parameters() if p.requires_grad] if module is not None else []
-    try:
-        for p in params:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
 
 
 @register
@@ -154,7 +142,7 @@ class LRP(Explainer):
         with contextlib.ExitStack() as stack:
             for canonizer in self.canonizers:
                 stack.enter_context(canonizer.applied(module))
-            stack.enter_context(_frozen(module))
+            stack.enter_context(parameters_requiring_grad(module, False))  # no weight-gradient graph
             resolve = self._resolver(module)
             engine = _RelevanceEngine(
                 context.adapter, context.batch, context.forward_kwargs, context.target, layer=self.layer,

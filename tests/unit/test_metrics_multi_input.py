@@ -111,6 +111,8 @@ def test_multi_input_errors_name_what_is_expected() -> None:
         metrics.deletion(two, (a, b), torch.cat([attr_a, attr_b], 1), target=1)
     with pytest.raises(ValidationError, match="tuple of 2 baselines"):
         metrics.deletion(two, (a, b), (attr_a, attr_b), target=1, baseline=(0.0, 0.0, 0.0))
+    with pytest.raises(ValidationError, match=r"needs image inputs .*\(baseline of inputs\[0\]\)"):
+        metrics.deletion(two, (a, b), (attr_a, attr_b), target=1, baseline="blur")
     with pytest.raises(ValidationError, match="one dtype"):
         metrics.deletion(lambda p, q: p[:, :1] + q[:, :1].double(), (a, b.long()), (attr_a, attr_b), target=0)
     with pytest.raises(ValidationError, match="single-input models"):

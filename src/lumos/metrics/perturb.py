@@ -450,7 +450,12 @@ def _multi_reference(baseline: Any, scorer: Scorer, *, seed: int | None, blur_si
                               f"one of {list(NAMED_BASELINES)}, or a tuple with one baseline per input, got "
                               f"{describe_value(baseline)}")
     base = 0 if seed is None else seed
-    parts = [reference(b, scorer.single(i), seed=base + i, blur_sigma=blur_sigma) for i, b in enumerate(each)]
+    parts = []
+    for i, value in enumerate(each):
+        try:
+            parts.append(reference(value, scorer.single(i), seed=base + i, blur_sigma=blur_sigma))
+        except ValidationError as error:
+            raise ValidationError(f"{error} (baseline of inputs[{i}])") from None
     rows = max(p.shape[0] for p in parts)
     return torch.cat([p.expand(rows, -1) for p in parts], 1)
 

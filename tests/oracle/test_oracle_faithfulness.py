@@ -165,12 +165,38 @@ def test_infidelity_is_zero_for_the_gradient_of_a_linear_model_and_matches_a_nai
     for i in range(6):
         errors = []
         for k in range(7):
-            noise = S._perturbation(i * 7 + k, 2, (5,), 0.3, None)
+            noise = S._perturbation(i * 7 + k, 2, (5,), 0.3)
             drop = (model(x[i:i + 1]) - model((x[i] - noise)[None])).item()
             errors.append((float(noise @ wrong[i]) - drop) ** 2)
         assert result.values[i] == pytest.approx(np.mean(errors), rel=1e-10)
     scaled = S.infidelity(model, x, wrong, sigma=0.3, n_perturbations=7, normalize=True, seed=2, **QUIET)
     assert (scaled.values <= result.values + 1e-12).all()  # the optimal scale can only lower the error
+
+
+def test_infidelity_square_removal_matches_a_naive_loop() -> None:
+    """Squares of side 2 replaced by the baseline, one corner per row drawn up front (tops, then lefts)."""
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(2, 3, 3).double()
+    model = torch.nn.Sequential(conv, torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(3 * 3 * 3, 2).double())
+    x = torch.rand(3, 2, 5, 5, generator=g, dtype=torch.float64)
+    a = torch.randn(3, 2, 5, 5, generator=g, dtype=torch.float64)
+    m, seed = 6, 4
+    result = S.infidelity(model, x, a, target=1, perturbation="square", square_size=2, baseline=0.5,
+                          n_perturbations=m, normalize=False, seed=seed, **QUIET)
+    generator = torch.Generator().manual_seed(seed)
+    tops = torch.randint(0, 4, (3 * m,), generator=generator)
+    lefts = torch.randint(0, 4, (3 * m,), generator=generator)
+    with torch.no_grad():
+        for i in range(3):
+            errors = []
+            for k in range(m):
+                top, left = int(tops[i * m + k]), int(lefts[i * m + k])
+                mask = torch.zeros(2, 5, 5, dtype=torch.float64)
+                mask[:, top:top + 2, left:left + 2] = 1.0
+                perturbation = (x[i] - 0.5) * mask
+                drop = (model(x[i:i + 1])[0, 1] - model((x[i] - perturbation)[None])[0, 1]).item()
+                errors.append((float((perturbation * a[i]).sum()) - drop) ** 2)
+            assert result.values[i] == pytest.approx(np.mean(errors), rel=1e-10)
 
 
 # ---------------------------------------------------------------------------------------------- ERASER

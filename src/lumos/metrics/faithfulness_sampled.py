@@ -150,11 +150,16 @@ def infidelity(model: Any, inputs: Any, attributions: Any, *, target: Any = None
                 raise ValidationError(f"{owner}: square_size must fit the image ({shape[1]}x{shape[2]}), got {side}")
         a = flat_attributions(attributions, scorer).to(scorer.device)
         ref = reference(baseline, scorer, seed=seed) if perturbation == "square" else None
+        corners = square_corners(base_seed, n * m, shape, side) if side is not None else None
         dots = torch.empty(n * m, dtype=torch.float64)
 
         def make(i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-            noise = torch.stack([_perturbation(int(r), base_seed, shape, sigma, side)
-                                 for r in (i * m + k).tolist()]).to(scorer.device, scorer.x.dtype)
+            r = (i * m + k).cpu()
+            if corners is not None:  # every row's square at once, from the corners drawn up front
+                noise = square_masks(corners[r], shape, side).to(scorer.device, scorer.x.dtype)
+            else:
+                noise = torch.stack([_perturbation(int(row), base_seed, shape, sigma)
+                                     for row in r.tolist()]).to(scorer.device, scorer.x.dtype)
             if ref is not None:  # square removal: I = (x - b) * M
                 difference = scorer.flat[i] - (ref[i] if ref.shape[0] > 1 else ref)
                 noise = difference * noise
@@ -175,17 +180,31 @@ def infidelity(model: Any, inputs: Any, attributions: Any, *, target: Any = None
                         n_evaluations)
 
 
-def _perturbation(row: int, seed: int, shape: tuple[int, ...], sigma: float, side: int | None) -> torch.Tensor:
-    """The flat perturbation of one row: Gaussian noise, or (``side``) a 0/1 square mask; seeded per row."""
+def _perturbation(row: int, seed: int, shape: tuple[int, ...], sigma: float) -> torch.Tensor:
+    """The flat Gaussian perturbation of one row, seeded per row (the rows never exist all at once)."""
     generator = torch_generator(derive_seed(seed, row))
-    if side is None:
-        return torch.randn(int(np.prod(shape)), generator=generator, dtype=torch.float64) * sigma
+    return torch.randn(int(np.prod(shape)), generator=generator, dtype=torch.float64) * sigma
+
+
+def square_corners(seed: int, n_rows: int, shape: tuple[int, ...], side: int) -> torch.Tensor:
+    """The top-left corner (row, column) of every row's square, (n_rows, 2) long, drawn up front from ``seed``
+    (all tops, then all lefts): chunking cannot change them."""
+    _, h, w = shape
+    generator = torch_generator(seed)
+    tops = torch.randint(0, h - side + 1, (n_rows,), generator=generator)
+    lefts = torch.randint(0, w - side + 1, (n_rows,), generator=generator)
+    return torch.stack([tops, lefts], 1)
+
+
+def square_masks(corners: torch.Tensor, shape: tuple[int, ...], side: int) -> torch.Tensor:
+    """Flat 0/1 masks (rows, C*H*W) float64: 1 on the ``side`` x ``side`` square at each corner, all channels."""
     c, h, w = shape
-    top = int(torch.randint(0, h - side + 1, (1,), generator=generator))
-    left = int(torch.randint(0, w - side + 1, (1,), generator=generator))
-    mask = torch.zeros(c, h, w, dtype=torch.float64)
-    mask[:, top:top + side, left:left + side] = 1.0
-    return mask.reshape(-1)
+    ys, xs = torch.arange(h), torch.arange(w)
+    top, left = corners[:, :1], corners[:, 1:]
+    in_rows = (ys >= top) & (ys < top + side)  # (rows, H)
+    in_cols = (xs >= left) & (xs < left + side)  # (rows, W)
+    square = (in_rows[:, :, None] & in_cols[:, None, :]).to(torch.float64)
+    return square[:, None].expand(-1, c, h, w).reshape(corners.shape[0], -1)
 
 
 def completeness_residual(model: Any, inputs: Any, attributions: Any, *, target: Any = None,
